@@ -1,0 +1,22 @@
+"""Where results live (the concrete paths of the rules' output patterns).
+
+Aggregating stages (tables) read many per-cell files; these functions name them the same way
+the rules' outputs do, below `results/`.
+"""
+
+from __future__ import annotations
+
+from .config import Cell
+
+RESULTS = "results"
+
+
+def metrics_json(cell: Cell, stage: str) -> str:
+    """Token metrics of a stage; the base model's are per N (they depend on the forget set)."""
+    if stage == "base":
+        return f"{RESULTS}/metrics/{cell.model}/{cell.dataset}/base/n{cell.n_requests}.json"
+    return f"{RESULTS}/metrics/{cell.key}/{stage}.json"
+
+
+def diagnostics_json(cell: Cell, stage: str) -> str:
+    return f"{RESULTS}/diagnostics/{cell.key}/{stage}.json"

@@ -1,0 +1,106 @@
+"""Stages that train: `base_model`, `unlearn` and `relearn`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .. import data
+from ..io import read_json
+from ..methods import get_method
+from ..models import build_scratch_model, load_checkpoint, n_parameters, pick_device, save_checkpoint
+from ..provenance import CHECKPOINT_RECORD, Recorder
+from ..runtime import configure_torch
+from ..seeds import derive_seed
+from ..tokenization import encode, train_bpe
+from ..training import OptimSettings, TrainRecord
+from ..unlearning import UnlearnPlan, finetune, unlearn_requests
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike
+
+
+def tokenized(tokenizer, records: list[dict], max_length: int) -> list[list[int]]:
+    return encode(tokenizer, [r["text"] for r in records], max_length)
+
+
+def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Mapping,
+               seed: int, threads: int) -> None:
+    """Scratch models: train a BPE on the background split, then the model on forget + retain."""
+    if spec["source"] != "scratch":
+        raise NotImplementedError(f"model {model_name!r}: source {spec['source']!r} is not supported yet")
+    run_seed = derive_seed(seed, "base", model_name, Path(data_dir).name)
+    configure_torch(threads, run_seed)
+    recorder = Recorder(params={"spec": dict(spec), "seed": seed},
+                        inputs={"manifest": Path(data_dir) / "manifest.json"}, seed=run_seed)
+
+    tokenizer = train_bpe((r["text"] for r in data.load_split(data_dir, "background")), spec["vocab_size"])
+    model = build_scratch_model(spec, tokenizer, run_seed)
+    log.info("model %s: %d parameters, vocabulary %d", model_name, n_parameters(model), len(tokenizer))
+
+    training = spec["base_training"]
+    members = data.load_split(data_dir, "forget") + data.load_split(data_dir, "retain")
+    sequences = tokenized(tokenizer, members, spec["max_length"])
+    steps = training["epochs"] * -(-len(sequences) // training["batch_size"])
+    record = finetune(model, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
+                      tokenizer.pad_token_id, run_seed, desc="base training")
+    if record.collapsed:
+        raise RuntimeError(f"model {model_name!r}: base training diverged ({record.collapse_reason}); "
+                           f"lower models.{model_name}.base_training.learning_rate")
+    recorder.extra["training"] = {"steps": steps, "final_loss": record.steps[-1]["loss"]}
+    save_checkpoint(model, tokenizer, out_dir, recorder.record())
+
+
+def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, method: str,
+            hyperparameters: Mapping, n_requests: int, learning_rate: float, unlearning: Mapping,
+            max_length: int, seed: int, cell: str, threads: int) -> None:
+    """Unlearn requests 1..N one after another, starting from the base model."""
+    run_seed = derive_seed(seed, cell, "unlearn")
+    configure_torch(threads, run_seed)
+    params = {"method": method, "hyperparameters": dict(hyperparameters), "n_requests": n_requests,
+              "learning_rate": learning_rate, "unlearning": dict(unlearning), "seed": seed}
+    recorder = Recorder(params=params, inputs={"base": base_dir}, seed=run_seed)
+    device = pick_device()
+    model, tokenizer = load_checkpoint(base_dir, device)
+    chosen = get_method(method)
+    reference = load_checkpoint(base_dir, device)[0].requires_grad_(False) if chosen.uses_reference else None
+
+    forget = data.load_split(data_dir, "forget")
+    requests = [tokenized(tokenizer, [r for r in forget if r["request"] == k], max_length)
+                for k in range(1, n_requests + 1)]
+    retain = tokenized(tokenizer, data.load_split(data_dir, "retain"), max_length) if chosen.uses_retain else []
+    plan = UnlearnPlan(steps_per_request=unlearning["steps_per_request"],
+                       batch_size=unlearning["batch_size"],
+                       retain_batch_size=unlearning["retain_batch_size"],
+                       optim=OptimSettings.from_config(unlearning, learning_rate=learning_rate))
+    record = unlearn_requests(model, reference, chosen, hyperparameters, requests, retain, plan,
+                              tokenizer.pad_token_id, run_seed)
+    recorder.extra.update(outcome(record), training=record.steps)
+    save_checkpoint(model, tokenizer, out_dir, recorder.record())
+
+
+def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, n_requests: int,
+            relearning: Mapping, max_length: int, seed: int, cell: str, threads: int) -> None:
+    """Fine-tune the unlearned model on the forgotten samples for a fixed step budget."""
+    run_seed = derive_seed(seed, cell, "relearn")
+    configure_torch(threads, run_seed)
+    params = {"n_requests": n_requests, "relearning": dict(relearning), "seed": seed}
+    recorder = Recorder(params=params, inputs={"unlearned": unlearned_dir}, seed=run_seed)
+    model, tokenizer = load_checkpoint(unlearned_dir, pick_device())
+    forgotten = data.requested(data.load_split(data_dir, "forget"), n_requests)
+    record = finetune(model, tokenized(tokenizer, forgotten, max_length), relearning["steps"],
+                      relearning["batch_size"], OptimSettings.from_config(relearning),
+                      tokenizer.pad_token_id, run_seed, desc="relearning")
+    result = outcome(record)
+    # A model that collapsed during unlearning stays marked as collapsed after relearning.
+    if read_json(Path(unlearned_dir) / CHECKPOINT_RECORD).get("collapsed"):
+        result["collapsed"] = True
+    recorder.extra.update(result, training=record.steps)
+    save_checkpoint(model, tokenizer, out_dir, recorder.record())
+
+
+def outcome(record: TrainRecord) -> dict[str, Any]:
+    return {"collapsed": record.collapsed, "collapse_step": record.collapse_step,
+            "collapse_reason": record.collapse_reason}

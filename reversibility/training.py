@@ -1,0 +1,135 @@
+"""The one training loop shared by base training, unlearning and relearning.
+
+AdamW, linear warmup then a constant, linear or cosine schedule, gradient clipping, gradient
+accumulation, a per-step record and a progress bar. A non-finite loss or gradient stops the run
+cleanly and marks it collapsed (GA at a high learning rate does this); the weights stay those of
+the last finite step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    learning_rate: float
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 0
+    schedule: str = "constant"   # constant | linear | cosine (decay to min_lr_ratio)
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+    grad_accumulation: int = 1
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **overrides) -> "OptimSettings":
+        values = {k: v for k, v in {**config, **overrides}.items() if k in cls.__dataclass_fields__}
+        return cls(**values)
+
+
+@dataclass
+class TrainRecord:
+    steps: list[dict] = field(default_factory=list)
+    collapsed: bool = False
+    collapse_step: int | None = None
+    collapse_reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_factor(step: int, total: int, settings: OptimSettings) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` (0-based)."""
+    if step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    if settings.schedule == "constant":
+        return 1.0
+    progress = (step - settings.warmup_steps) / max(1, total - settings.warmup_steps)
+    floor = settings.min_lr_ratio
+    if settings.schedule == "linear":
+        return floor + (1 - floor) * (1 - progress)
+    if settings.schedule == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {settings.schedule!r}")
+
+
+def make_optimizer(model: torch.nn.Module, settings: OptimSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                             betas=(settings.beta1, settings.beta2))
+
+
+def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any], total_steps: int,
+          settings: OptimSettings, *, desc: str = "train", log_every: int = 10,
+          record: TrainRecord | None = None, step_offset: int = 0) -> TrainRecord:
+    """Run `total_steps` optimizer steps; each consumes `grad_accumulation` micro-batches."""
+    record = record if record is not None else TrainRecord()
+    optimizer = make_optimizer(model, settings)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, settings))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    model.train()
+    try:
+        return _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler,
+                    params, desc, log_every, record, step_offset)
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        model.eval()
+
+
+def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler, params,
+         desc, log_every, record, step_offset) -> TrainRecord:
+    progress = tqdm(range(total_steps), desc=desc, mininterval=5, disable=total_steps < 50)
+    for step in progress:
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(settings.grad_accumulation):
+            loss = loss_fn(model, next(micro_batches)) / settings.grad_accumulation
+            if not torch.isfinite(loss):
+                return _collapse(record, step_offset + step, f"non-finite loss {loss.item()}")
+            loss.backward()
+            total += loss.item()
+        max_norm = settings.max_grad_norm if settings.max_grad_norm else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        if not math.isfinite(grad_norm):
+            return _collapse(record, step_offset + step, f"non-finite gradient norm {grad_norm}")
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        entry = {"step": step_offset + step + 1, "loss": total, "lr": lr, "grad_norm": grad_norm}
+        record.steps.append(entry)
+        if (step + 1) % log_every == 0 or step + 1 == total_steps:
+            log.info("%s step %d/%d loss %.4f lr %.2e grad_norm %.3f", desc, step + 1,
+                     total_steps, total, lr, grad_norm)
+    if not all(torch.isfinite(p).all() for p in params):
+        return _collapse(record, step_offset + total_steps, "non-finite weights")
+    return record
+
+
+def _collapse(record: TrainRecord, step: int, reason: str) -> TrainRecord:
+    log.warning("collapsed at step %d: %s", step, reason)
+    record.collapsed, record.collapse_step, record.collapse_reason = True, step, reason
+    return record
+
+
+def cycle_batches(n_items: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless index batches: a fresh seeded permutation each epoch, no partial batches unless
+    there are fewer items than `batch_size`."""
+    generator = torch.Generator().manual_seed(seed)
+    size = min(batch_size, n_items)
+    while True:
+        order = torch.randperm(n_items, generator=generator).tolist()
+        for start in range(0, n_items - size + 1, size):
+            yield order[start: start + size]

@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from reversibility import runtime
+from reversibility.stages import training as stage
+
+with runtime.job_log(snakemake.log[0]):
+    stage.train_base(
+        data_dir=Path(snakemake.input.manifest).parent,
+        out_dir=snakemake.output[0],
+        model_name=snakemake.wildcards.model,
+        threads=snakemake.threads,
+        **snakemake.params.config,
+    )

@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from reversibility import runtime
+from reversibility.stages import training as stage
+
+with runtime.job_log(snakemake.log[0]):
+    stage.unlearn(
+        snakemake.input.base,
+        Path(snakemake.input.manifest).parent,
+        snakemake.output[0],
+        threads=snakemake.threads,
+        **snakemake.params.config,
+    )

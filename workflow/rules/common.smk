@@ -1,0 +1,118 @@
+# Helpers of the workflow: grid enumeration, input functions, the config slice of every rule.
+import os
+import sys
+
+# The main process and every job import the workflow's own package from this checkout,
+# whatever environment runs them (venv, conda, a cluster node).
+sys.path.insert(0, workflow.basedir)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+)
+
+from reversibility.config import STAGES, cells, check, lr_label  # noqa: E402
+
+check(config)
+
+SOFTWARE_ENV = "../../envs/cpu.yaml"
+CELL = "{model}/{dataset}/{method}/n{n}/lr{lr}"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    method=r"[a-z0-9_]+",
+    n=r"[0-9]+",
+    lr=r"[0-9][0-9.e+-]*",
+    stage="|".join(STAGES),
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def grid_cells():
+    return list(cells(config))
+
+
+def experiment_keys():
+    return [f"{e['model']}/{e['dataset']}" for e in config["experiments"]]
+
+
+def final_outputs():
+    figures = [
+        f"results/figures/{key}/{name}.{ext}"
+        for key in experiment_keys()
+        for name in ("cka_per_layer", "accuracy")
+        for ext in ("png", "pdf")
+    ]
+    return ["results/tables/metrics.csv", "results/tables/cka.csv", *figures]
+
+
+def all_metrics():
+    base = {f"results/metrics/{c.model}/{c.dataset}/base/n{c.n_requests}.json" for c in grid_cells()}
+    stages = [f"results/metrics/{c.key}/{stage}.json" for c in grid_cells() for stage in STAGES]
+    return sorted(base) + stages
+
+
+def all_diagnostics():
+    return [f"results/diagnostics/{c.key}/{stage}.json" for c in grid_cells() for stage in STAGES]
+
+
+# ----------------------------------------------------------------------------- lookups
+
+
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
+
+
+def model_threads(wildcards):
+    return model_spec(wildcards)["threads"]
+
+
+# ----------------------------------------------------------------------------- params
+# Each returns exactly the config slice that shapes the rule's output, so a change reruns the
+# jobs it affects and nothing else.
+
+
+def data_params(wildcards):
+    return {"spec": config["datasets"][wildcards.dataset], "seed": config["seed"]}
+
+
+def base_params(wildcards):
+    spec = {k: v for k, v in model_spec(wildcards).items() if k != "threads"}
+    return {"spec": spec, "seed": config["seed"]}
+
+
+def unlearn_params(wildcards):
+    return {
+        "method": wildcards.method,
+        "hyperparameters": method_hyperparameters(wildcards.method),
+        "n_requests": int(wildcards.n),
+        "learning_rate": float(wildcards.lr),
+        "unlearning": config["unlearning"],
+        "max_length": model_spec(wildcards)["max_length"],
+        "seed": config["seed"],
+        "cell": CELL.format(**wildcards),
+    }
+
+
+def method_hyperparameters(method):
+    from reversibility.methods import hyperparameters
+
+    return hyperparameters(method, config["methods"].get(method))
+
+
+def relearn_params(wildcards):
+    return {
+        "n_requests": int(wildcards.n),
+        "relearning": config["relearning"],
+        "max_length": model_spec(wildcards)["max_length"],
+        "seed": config["seed"],
+        "cell": CELL.format(**wildcards),
+    }
+
+
+def capture_params(wildcards):
+    return {
+        "capture_config": config["capture"],
+        "max_length": model_spec(wildcards)["max_length"],
+    }

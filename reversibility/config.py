@@ -36,6 +36,19 @@ def lr_label(learning_rate: float) -> str:
     return f"{float(learning_rate):g}"
 
 
+def canonical(value: Any) -> Any:
+    """The value with every mapping's keys sorted, recursively.
+
+    Snakemake reruns a job when the repr of its params changes; sorting makes that repr depend
+    on the values only, not on the order of keys in a YAML file.
+    """
+    if isinstance(value, Mapping):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    return value
+
+
 def cells(config: Mapping[str, Any]) -> Iterator[Cell]:
     grid = config["grid"]
     for experiment in config["experiments"]:

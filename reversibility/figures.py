@@ -39,12 +39,6 @@ def _save(fig, out_png: str | os.PathLike, out_pdf: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def _grid_axes(rows, n_values: list[str], lr_values: list[str], **kwargs):
-    fig, axes = plt.subplots(len(n_values), len(lr_values), squeeze=False,
-                             figsize=(4.2 * len(lr_values), 3.2 * len(n_values)), **kwargs)
-    return fig, axes
-
-
 def _sorted_unique(rows, key: str, numeric: bool = True) -> list[str]:
     values = {row[key] for row in rows}
     return sorted(values, key=float) if numeric else sorted(values)
@@ -55,7 +49,8 @@ def cka_per_layer(rows: list[dict], out_png, out_pdf, split: str = "all", title:
     rows = [r for r in rows if r["split"] == split]
     n_values, lr_values = _sorted_unique(rows, "n_requests"), _sorted_unique(rows, "learning_rate")
     colours = method_colours({r["method"] for r in rows})
-    fig, axes = _grid_axes(rows, n_values, lr_values, sharey=True)
+    fig, axes = plt.subplots(len(n_values), len(lr_values), squeeze=False, sharey=True,
+                             figsize=(4.2 * len(lr_values), 3.2 * len(n_values)))
     for i, n in enumerate(n_values):
         for j, lr in enumerate(lr_values):
             ax = axes[i][j]
@@ -106,12 +101,11 @@ def accuracy_table(rows: list[dict], out_png, out_pdf, title: str = "") -> None:
         for m, (column, _) in enumerate(measures):
             values[i, m * len(STAGE_ORDER) + STAGE_ORDER.index(row["stage"])] = _number(row[column])
     fig, ax = plt.subplots(figsize=(1.1 * values.shape[1] + 2.5, 0.42 * len(cells) + 1.6))
-    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(values)) if np.isfinite(values).any() else 1,
-                      aspect="auto")
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     for (i, j), value in np.ndenumerate(values):
         text = "n/a" if math.isnan(value) else f"{value:.2f}"
         ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                color="white" if math.isnan(value) or value < 0.6 * np.nanmax(values) else "black")
+                color="white" if math.isnan(value) or value < 0.6 else "black")
     ax.set_xticks(range(values.shape[1]),
                   [f"{label}\n{stage}" for _, label in measures for stage in STAGE_ORDER], fontsize=8)
     ax.set_yticks(range(len(cells)), [f"{m}  N={n}  lr={lr}" for m, n, lr in cells], fontsize=8)

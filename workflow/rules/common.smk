@@ -9,7 +9,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 )
 
-from reversibility.config import STAGES, cells, check, lr_label  # noqa: E402
+from reversibility.config import STAGES, canonical, cells, check, lr_label  # noqa: E402
 
 check(config)
 
@@ -74,16 +74,16 @@ def model_threads(wildcards):
 
 
 def data_params(wildcards):
-    return {"spec": config["datasets"][wildcards.dataset], "seed": config["seed"]}
+    return canonical({"spec": config["datasets"][wildcards.dataset], "seed": config["seed"]})
 
 
 def base_params(wildcards):
     spec = {k: v for k, v in model_spec(wildcards).items() if k != "threads"}
-    return {"spec": spec, "seed": config["seed"]}
+    return canonical({"spec": spec, "seed": config["seed"]})
 
 
 def unlearn_params(wildcards):
-    return {
+    return canonical({
         "method": wildcards.method,
         "hyperparameters": method_hyperparameters(wildcards.method),
         "n_requests": int(wildcards.n),
@@ -92,7 +92,7 @@ def unlearn_params(wildcards):
         "max_length": model_spec(wildcards)["max_length"],
         "seed": config["seed"],
         "cell": CELL.format(**wildcards),
-    }
+    })
 
 
 def method_hyperparameters(method):
@@ -102,17 +102,17 @@ def method_hyperparameters(method):
 
 
 def relearn_params(wildcards):
-    return {
+    return canonical({
         "n_requests": int(wildcards.n),
         "relearning": config["relearning"],
         "max_length": model_spec(wildcards)["max_length"],
         "seed": config["seed"],
         "cell": CELL.format(**wildcards),
-    }
+    })
 
 
 def capture_params(wildcards):
-    return {
+    return canonical({
         "capture_config": config["capture"],
         "max_length": model_spec(wildcards)["max_length"],
-    }
+    })

@@ -1,0 +1,66 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from reversibility.activations import Capture, write_capture
+from reversibility.capture import capture_split, layer_modules, pool, token_statistics
+from reversibility.tokenization import IGNORE_INDEX, encode
+
+TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]"]
+
+
+def test_layers_are_embeddings_every_decoder_layer_and_the_final_norm(tiny_model):
+    names = [name for name, _ in layer_modules(tiny_model)]
+    assert names == ["model.embed_tokens", "model.layers.0", "model.layers.1", "model.norm"]
+
+
+def test_mean_pooling_ignores_pads_and_last_takes_the_last_real_token():
+    hidden = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+    assert pool(hidden, mask, "mean").tolist() == [[1.0, 2.0], [8.0, 9.0]]
+    assert pool(hidden, mask, "last").tolist() == [[2.0, 3.0], [10.0, 11.0]]
+
+
+def test_adding_pads_to_a_batch_changes_no_captured_value(tiny_model, tiny_tokenizer):
+    sequences = encode(tiny_tokenizer, TEXTS, 32)
+    alone = [capture_split(tiny_model, [s], tiny_tokenizer.pad_token_id, 1, "mean", 32, "cpu") for s in sequences]
+    together_features, together_stats = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id,
+                                                      8, "mean", 32, "cpu")
+    for row, (features, stats) in enumerate(alone):
+        for layer, feats in enumerate(features):
+            np.testing.assert_allclose(together_features[layer][row], feats[0], atol=1e-5)
+        for name in ("logprob", "correct", "mask"):
+            np.testing.assert_allclose(together_stats[name][row], stats[name][0], atol=1e-5)
+
+
+def test_token_statistics_on_hand_built_logits():
+    logits = torch.log(torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]]]))
+    labels = torch.tensor([[0, 1, IGNORE_INDEX]])  # one real target: token 1 after position 0
+    stats = token_statistics(logits, labels)
+    assert stats["mask"].tolist() == [[True, False]]
+    assert stats["logprob"][0, 0].item() == pytest.approx(np.log(0.2), rel=1e-5)
+    assert stats["correct"].tolist() == [[False, False]]
+    p = np.array([0.7, 0.2, 0.1])
+    mu = (p * np.log(p)).sum()
+    assert stats["mu"][0, 0].item() == pytest.approx(mu, rel=1e-5)
+    assert stats["sigma"][0, 0].item() == pytest.approx(np.sqrt((p * (np.log(p) - mu) ** 2).sum()), rel=1e-4)
+
+
+def test_capture_file_round_trip_and_incomplete_files_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    split = {"ids": ["a#0", "b#1"], "features": [rng.normal(size=(2, 4)) for _ in range(3)],
+             "stats": {"logprob": rng.normal(size=(2, 5)).astype(np.float32)}}
+    path = tmp_path / "c.h5"
+    write_capture(path, ["emb", "l0", "norm"], {"forget": split}, {"pooling": "mean", "provenance": {"seed": 1}})
+    with Capture(path) as cap:
+        assert cap.layers == ["emb", "l0", "norm"] and cap.ids("forget") == ["a#0", "b#1"]
+        np.testing.assert_allclose(cap.features("forget", 2), split["features"][2], rtol=1e-6)
+        assert cap.attr("provenance") == {"seed": 1}
+    with h5py.File(path, "a") as h5:
+        del h5.attrs["complete"]
+    with pytest.raises(ValueError, match="incomplete capture"):
+        Capture(path)
+    path.write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="unreadable HDF5"):
+        Capture(path)

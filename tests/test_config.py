@@ -1,0 +1,77 @@
+"""A bad config is rejected before any job runs, with a message that names the key."""
+
+import pytest
+
+from conftest import plan, run_snakemake
+from reversibility.config import canonical, lr_label
+
+
+def rejection(workdir, config) -> str:
+    with pytest.raises(Exception) as caught:
+        plan(workdir, config)
+    text = str(caught.value)
+    cause = caught.value.__cause__ or caught.value.__context__
+    return f"{text} {cause or ''}"
+
+
+def test_unknown_method_is_named(tmp_path, micro_config):
+    micro_config["grid"]["methods"] = ["ga", "forgetful"]
+    message = rejection(tmp_path, micro_config)
+    assert "grid.methods" in message and "'forgetful'" in message
+
+
+def test_negative_learning_rate_is_named(tmp_path, micro_config):
+    micro_config["grid"]["learning_rates"] = [-1e-3]
+    message = rejection(tmp_path, micro_config)
+    assert "learning_rates" in message and "-0.001" in message
+
+
+def test_more_requests_than_the_forget_pool_holds_is_named(tmp_path, micro_config):
+    micro_config["grid"]["n_requests"] = [1, 3]
+    message = rejection(tmp_path, micro_config)
+    assert "grid.n_requests" in message and "forget_requests = 2" in message
+
+
+def test_unknown_key_is_named(tmp_path, micro_config):
+    micro_config["unlearning"]["step_per_request"] = 3
+    assert "step_per_request" in rejection(tmp_path, micro_config)
+
+
+def test_undefined_dataset_of_an_experiment_is_named(tmp_path, micro_config):
+    micro_config["experiments"][0]["dataset"] = "arxiv"
+    message = rejection(tmp_path, micro_config)
+    assert "experiments[0].dataset" in message and "'arxiv'" in message
+
+
+def test_a_name_that_would_escape_its_folder_is_rejected(tmp_path, micro_config):
+    micro_config["datasets"]["../evil"] = micro_config["datasets"].pop("github")
+    micro_config["experiments"][0]["dataset"] = "../evil"
+    assert "../evil" in rejection(tmp_path, micro_config)
+
+
+def test_schema_fills_defaults(tmp_path, micro_config):
+    """The micro config omits most keys; a dry run with it plans the whole workflow."""
+    planned = plan(tmp_path, micro_config)
+    assert "results/tables/metrics.csv" in planned
+    assert "results/models/micro/github/base" in planned
+
+
+def test_the_command_line_stops_before_any_job(tmp_path, micro_config):
+    import yaml
+
+    micro_config["grid"]["methods"] = ["forgetful"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(micro_config))
+    result = run_snakemake(tmp_path, "--cores", "1")
+    assert result.returncode != 0
+    assert "unknown method 'forgetful'" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_params_do_not_depend_on_key_order():
+    assert repr(canonical({"b": 1, "a": {"d": 2, "c": [3, {"f": 4, "e": 5}]}})) == \
+        repr(canonical({"a": {"c": [3, {"e": 5, "f": 4}], "d": 2}, "b": 1}))
+
+
+def test_learning_rate_labels_are_short_and_exact():
+    assert [lr_label(x) for x in (1e-5, 1e-4, 3e-4, 1e-3)] == ["1e-05", "0.0001", "0.0003", "0.001"]
+    assert float(lr_label(2.5e-5)) == 2.5e-5

@@ -1,0 +1,116 @@
+"""The whole workflow on the micro config: real outputs, real properties, incremental reruns."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, plan, run_snakemake
+from reversibility.activations import Capture
+from reversibility.representations import linear_cka
+from reversibility.tables import read_csv
+
+pytestmark = pytest.mark.slow
+
+CELL_RULE_OUTPUTS = {"runs", "activations", "metrics", "diagnostics"}
+
+
+def rows(workdir, stage=None):
+    table = read_csv(workdir / "results/tables/metrics.csv")
+    return [r for r in table if stage is None or r["stage"] == stage]
+
+
+def test_base_model_has_learned_its_forget_set(micro_run):
+    for row in rows(micro_run, "base"):
+        assert float(row["forget_accuracy"]) > float(row["holdout_accuracy"]) + 0.1
+        assert float(row["mia_loss_auc"]) > 0.8
+
+
+def test_gradient_ascent_lowers_forget_accuracy_and_relearning_raises_it(micro_run):
+    table = rows(micro_run)
+    for lr in {r["learning_rate"] for r in table}:
+        acc = {r["stage"]: float(r["forget_accuracy"]) for r in table if r["learning_rate"] == lr}
+        assert acc["unlearned"] < acc["base"] - 0.1, lr
+        assert acc["relearned"] > acc["unlearned"], lr
+
+
+def test_cka_of_the_base_against_itself_is_one(micro_run):
+    with Capture(micro_run / "results/activations/micro/github/base.h5") as base:
+        for layer in range(len(base.layers)):
+            x = base.features("forget", layer)
+            assert linear_cka(x, x) == pytest.approx(1.0)
+
+
+def test_cka_table_has_every_layer_of_every_cell_and_stage(micro_run):
+    cka = read_csv(micro_run / "results/tables/cka.csv")
+    keys = {(r["learning_rate"], r["stage"], r["split"]) for r in cka}
+    assert len(keys) == 2 * 2 * 4
+    assert all(len([r for r in cka if (r["learning_rate"], r["stage"], r["split"]) == k]) == 4 for k in keys)
+    assert all(0.0 <= float(r["cka"]) <= 1.0 + 1e-9 for r in cka)
+
+
+def test_artifacts_carry_provenance(micro_run):
+    checkpoint = json.loads((micro_run / "results/models/micro/github/base/provenance.json").read_text())
+    assert checkpoint["params"]["seed"] == 0 and len(checkpoint["sha256"]) == 64
+    assert "torch" in checkpoint["versions"]
+    meta = json.loads((micro_run / "results/metrics/micro/github/ga/n2/lr0.001/unlearned.json.meta.json").read_text())
+    assert meta["inputs"]["capture"]["sha256"]
+    assert not list((micro_run / "results").rglob("*.bin")) and not list((micro_run / "results").rglob("*.pt"))
+
+
+def test_figures_are_images(micro_run):
+    for name in ("cka_per_layer", "accuracy"):
+        png = (micro_run / f"results/figures/micro/github/{name}.png").read_bytes()
+        pdf = (micro_run / f"results/figures/micro/github/{name}.pdf").read_bytes()
+        assert png.startswith(b"\x89PNG") and pdf.startswith(b"%PDF")
+
+
+def test_report_holds_the_figures(micro_copy):
+    result = run_snakemake(micro_copy, "--report", "results/report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (micro_copy / "results/report.html").read_text()
+    assert "cka_per_layer.png" in html and "accuracy.png" in html and "metrics.csv" in html
+
+
+# ----------------------------------------------------------------------------- incremental reruns
+
+
+def test_a_complete_results_tree_plans_nothing(micro_copy, micro_config):
+    assert plan(micro_copy, micro_config) == []
+
+
+def test_adding_a_learning_rate_plans_only_the_new_cell_and_the_aggregates(micro_copy, micro_config):
+    micro_config["grid"]["learning_rates"].append(1e-2)
+    planned = plan(micro_copy, micro_config)
+    per_cell = [p for p in planned if p.split("/")[1] in CELL_RULE_OUTPUTS]
+    assert per_cell and all("/lr0.01/" in p for p in per_cell)
+    assert {p for p in planned if p not in per_cell} == {
+        "results/tables/metrics.csv", "results/tables/cka.csv",
+        *(f"results/figures/micro/github/{n}.{e}" for n in ("cka_per_layer", "accuracy") for e in ("png", "pdf"))}
+    assert "results/runs/micro/github/ga/n2/lr0.01/unlearned" in planned
+
+
+def test_changing_the_relearning_rate_reruns_relearning_and_what_follows_but_no_unlearning(
+        micro_copy, micro_config):
+    micro_config["relearning"]["learning_rate"] = 1e-3
+    planned = plan(micro_copy, micro_config)
+    for lr in ("0.001", "0.003"):
+        cell = f"micro/github/ga/n2/lr{lr}"
+        assert f"results/runs/{cell}/relearned" in planned
+        assert f"results/metrics/{cell}/relearned.json" in planned
+        assert f"results/diagnostics/{cell}/relearned.json" in planned
+    assert not [p for p in planned if p.endswith("/unlearned")]
+    assert not [p for p in planned if "/base" in p or p.startswith("results/data/")]
+
+
+def test_settings_of_a_method_outside_the_grid_plan_nothing(micro_copy, micro_config):
+    micro_config["methods"] = {"npo": {"beta": 0.5}}
+    assert plan(micro_copy, micro_config) == []
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout

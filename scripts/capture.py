@@ -4,9 +4,10 @@ from reversibility import runtime
 from reversibility.stages import capture as stage
 
 with runtime.job_log(snakemake.log[0]):
-    stage.capture(
-        {name: (snakemake.input[name], path) for name, path in snakemake.output.items()},
+    stage.capture_base(
+        snakemake.input.base,
         Path(snakemake.input.manifest).parent,
+        snakemake.output[0],
         threads=snakemake.threads,
         **snakemake.params.config,
     )

@@ -4,10 +4,11 @@ from reversibility import runtime
 from reversibility.stages import evaluation as stage
 
 with runtime.job_log(snakemake.log[0]):
-    stage.diagnostics(
-        snakemake.input.base,
-        snakemake.input.stage,
-        Path(snakemake.input.manifest).parent,
-        snakemake.output[0],
-        n_requests=int(snakemake.wildcards.n),
-    )
+    for name in (key for key in snakemake.output.keys() if not key.endswith("_meta")):
+        stage.diagnostics(
+            snakemake.input.base,
+            snakemake.input[name],
+            Path(snakemake.input.manifest).parent,
+            snakemake.output[name],
+            n_requests=int(snakemake.wildcards.n),
+        )

@@ -4,9 +4,10 @@ from reversibility import runtime
 from reversibility.stages import evaluation as stage
 
 with runtime.job_log(snakemake.log[0]):
-    stage.stage_metrics(
-        snakemake.input.capture,
-        Path(snakemake.input.manifest).parent,
-        snakemake.output[0],
-        n_requests=int(snakemake.wildcards.n),
-    )
+    for name in (key for key in snakemake.output.keys() if not key.endswith("_meta")):
+        stage.stage_metrics(
+            snakemake.input[name],
+            Path(snakemake.input.manifest).parent,
+            snakemake.output[name],
+            n_requests=int(snakemake.wildcards.n),
+        )

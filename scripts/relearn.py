@@ -7,7 +7,11 @@ with runtime.job_log(snakemake.log[0]):
     stage.relearn(
         snakemake.input.unlearned,
         Path(snakemake.input.manifest).parent,
-        snakemake.output[0],
+        snakemake.output.relearned,
+        captures={
+            "unlearned": snakemake.output.unlearned_capture,
+            "relearned": snakemake.output.relearned_capture,
+        },
         threads=snakemake.threads,
         **snakemake.params.config,
     )

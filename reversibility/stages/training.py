@@ -17,6 +17,7 @@ from ..seeds import derive_seed
 from ..tokenization import encode, train_bpe
 from ..training import OptimSettings, TrainRecord
 from ..unlearning import UnlearnPlan, finetune, unlearn_requests
+from .capture import capture_model
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
@@ -81,14 +82,22 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, method
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
 
 
-def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, n_requests: int,
-            relearning: Mapping, max_length: int, seed: int, cell: str, threads: int) -> None:
-    """Fine-tune the unlearned model on the forgotten samples for a fixed step budget."""
+def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, captures: Mapping[str, PathLike],
+            n_requests: int, relearning: Mapping, capture_config: Mapping, max_length: int, seed: int,
+            cell: str, threads: int) -> None:
+    """Fine-tune the unlearned model on the forgotten samples for a fixed step budget.
+
+    The job captures the model it starts from (`captures["unlearned"]`) and the model it ends
+    with (`captures["relearned"]`), so each model is loaded once.
+    """
     run_seed = derive_seed(seed, cell, "relearn")
     configure_torch(threads, run_seed)
     params = {"n_requests": n_requests, "relearning": dict(relearning), "seed": seed}
     recorder = Recorder(params=params, inputs={"unlearned": unlearned_dir}, seed=run_seed)
     model, tokenizer = load_checkpoint(unlearned_dir, pick_device())
+    capture = {"capture_config": capture_config, "max_length": max_length}
+    capture_model(model, tokenizer, unlearned_dir, data_dir, captures["unlearned"], **capture)
+
     forgotten = data.requested(data.load_split(data_dir, "forget"), n_requests)
     record = finetune(model, tokenized(tokenizer, forgotten, max_length), relearning["steps"],
                       relearning["batch_size"], OptimSettings.from_config(relearning),
@@ -99,6 +108,7 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, n
         result["collapsed"] = True
     recorder.extra.update(result, training=record.steps)
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
+    capture_model(model, tokenizer, out_dir, data_dir, captures["relearned"], **capture)
 
 
 def outcome(record: TrainRecord) -> dict[str, Any]:

@@ -105,6 +105,7 @@ def relearn_params(wildcards):
     return canonical({
         "n_requests": int(wildcards.n),
         "relearning": config["relearning"],
+        "capture_config": config["capture"],
         "max_length": model_spec(wildcards)["max_length"],
         "seed": config["seed"],
         "cell": CELL.format(**wildcards),

@@ -1,10 +1,14 @@
+# Token metrics and representation diagnostics read captures only (no model, no torch).
+# The base model's metrics are per N: its F.Acc is measured on the cell's forget set.
+
+
 rule metrics_base:
     input:
-        capture="results/activations/{model}/{dataset}/base.h5",
+        base="results/activations/{model}/{dataset}/base.h5",
         manifest="results/data/{dataset}/manifest.json",
     output:
-        "results/metrics/{model}/{dataset}/base/n{n}.json",
-        "results/metrics/{model}/{dataset}/base/n{n}.json.meta.json",
+        base="results/metrics/{model}/{dataset}/base/n{n}.json",
+        base_meta="results/metrics/{model}/{dataset}/base/n{n}.json.meta.json",
     log:
         "results/logs/metrics/{model}/{dataset}/base/n{n}.log",
     conda:
@@ -15,25 +19,31 @@ rule metrics_base:
 
 use rule metrics_base as metrics with:
     input:
-        capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.h5",
+        unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
+        relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
         manifest="results/data/{dataset}/manifest.json",
     output:
-        "results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.json",
-        "results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.json.meta.json",
+        unlearned="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json",
+        unlearned_meta="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json.meta.json",
+        relearned="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json",
+        relearned_meta="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json.meta.json",
     log:
-        "results/logs/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.log",
+        "results/logs/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
 
 
 rule diagnostics:
     input:
         base="results/activations/{model}/{dataset}/base.h5",
-        stage="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.h5",
+        unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
+        relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
         manifest="results/data/{dataset}/manifest.json",
     output:
-        "results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.json",
-        "results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.json.meta.json",
+        unlearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json",
+        unlearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json.meta.json",
+        relearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json",
+        relearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json.meta.json",
     log:
-        "results/logs/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/{stage}.log",
+        "results/logs/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
     conda:
         SOFTWARE_ENV
     script:

@@ -15,12 +15,17 @@ rule unlearn:
         "../../scripts/unlearn.py"
 
 
+# Relearning starts from the unlearned model and ends with the relearned one: the job captures
+# both, so each model is loaded once (a job's start-up, importing torch and transformers, costs
+# more than a tiny model's forward passes; see bench/job_startup.py).
 rule relearn:
     input:
         unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
         manifest="results/data/{dataset}/manifest.json",
     output:
-        directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned"),
+        relearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned"),
+        unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
+        relearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
     params:
         config=relearn_params,
     threads: model_threads

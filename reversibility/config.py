@@ -49,35 +49,83 @@ def canonical(value: Any) -> Any:
     return value
 
 
+def grid_blocks(config: Mapping[str, Any], experiment: Mapping[str, Any]) -> list[Mapping[str, list]]:
+    """The experiment's grid (its own, or the global one) as a list of cross products."""
+    grid = experiment.get("grid", config["grid"])
+    return list(grid) if isinstance(grid, list) else [grid]
+
+
 def cells(config: Mapping[str, Any]) -> Iterator[Cell]:
-    grid = config["grid"]
+    """Every grid cell once, experiment by experiment, in the order the blocks list them."""
     for experiment in config["experiments"]:
-        for method, n, lr in product(grid["methods"], grid["n_requests"], grid["learning_rates"]):
-            yield Cell(experiment["model"], experiment["dataset"], method, n, lr)
+        seen = set()
+        for block in grid_blocks(config, experiment):
+            for method, n, lr in product(block["methods"], block["n_requests"], block["learning_rates"]):
+                cell = Cell(experiment["model"], experiment["dataset"], method, n, lr)
+                if cell not in seen:
+                    seen.add(cell)
+                    yield cell
 
 
 def check(config: Mapping[str, Any]) -> None:
-    from .methods import METHODS
-
-    grid = config["grid"]
     for index, experiment in enumerate(config["experiments"]):
         for section, name in (("models", experiment["model"]), ("datasets", experiment["dataset"])):
-            if name not in config[section]:
-                raise ConfigError(f"experiments[{index}].{section[:-1]}: {name!r} is not defined under "
-                                  f"'{section}' (defined: {', '.join(sorted(config[section])) or 'none'})")
-        dataset = config["datasets"][experiment["dataset"]]
-        largest = max(grid["n_requests"])
-        if largest > dataset["forget_requests"]:
-            raise ConfigError(
-                f"grid.n_requests: N = {largest} needs {largest} requests but dataset "
-                f"{experiment['dataset']!r} holds datasets.{experiment['dataset']}.forget_requests = "
-                f"{dataset['forget_requests']}")
-    for key, names in (("grid.methods", grid["methods"]), ("methods", config["methods"])):
-        for name in names:
-            if name not in METHODS:
-                raise ConfigError(f"{key}: unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
-    labels = {}
+            _check_defined(config, section, name, f"experiments[{index}].{section[:-1]}")
+        key = f"experiments[{index}].grid" if "grid" in experiment else "grid"
+        for block in grid_blocks(config, experiment):
+            _check_grid(config, block, experiment["dataset"], key)
+    for name in config["methods"]:
+        _check_method(name, "methods")
+    for name, spec in config["datasets"].items():
+        _check_dataset(name, spec)
+    for name, spec in config["models"].items():
+        if spec["source"] == "hub" and not spec["hub_id"]:
+            raise ConfigError(f"models.{name}.hub_id: source 'hub' needs a model id")
+    source_dataset = config["relearning"]["source_dataset"]
+    if source_dataset is not None:
+        _check_defined(config, "datasets", source_dataset, "relearning.source_dataset")
+
+
+def _check_defined(config, section: str, name: str, key: str) -> None:
+    if name not in config[section]:
+        raise ConfigError(f"{key}: {name!r} is not defined under '{section}' "
+                          f"(defined: {', '.join(sorted(config[section])) or 'none'})")
+
+
+def _check_grid(config, grid: Mapping[str, list], dataset_name: str, key: str) -> None:
+    for name in grid["methods"]:
+        _check_method(name, f"{key}.methods")
+    dataset = config["datasets"][dataset_name]
+    largest = max(grid["n_requests"])
+    if largest > dataset["forget_requests"]:
+        raise ConfigError(
+            f"{key}.n_requests: N = {largest} needs {largest} requests but dataset {dataset_name!r} "
+            f"holds datasets.{dataset_name}.forget_requests = {dataset['forget_requests']}")
+    labels: dict[str, float] = {}
     for lr in grid["learning_rates"]:
         if labels.setdefault(lr_label(lr), lr) != lr:
-            raise ConfigError(f"grid.learning_rates: {lr} and {labels[lr_label(lr)]} share the path label "
+            raise ConfigError(f"{key}.learning_rates: {lr} and {labels[lr_label(lr)]} share the path label "
                               f"lr{lr_label(lr)}; use values that differ in the first six digits")
+
+
+def _check_method(name: str, key: str) -> None:
+    from .methods import METHODS
+
+    if name not in METHODS:
+        raise ConfigError(f"{key}: unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+
+
+def _check_dataset(name: str, spec: Mapping[str, Any]) -> None:
+    key = f"datasets.{name}"
+    if spec["min_chars"] > spec["max_chars"]:
+        raise ConfigError(f"{key}.min_chars: {spec['min_chars']} is above max_chars = {spec['max_chars']}")
+    source = spec["source"]
+    if source == "hub" and not spec["hub_id"]:
+        raise ConfigError(f"{key}.hub_id: source 'hub' needs a dataset id")
+    if source in ("json", "parquet", "text") and not spec["files"]:
+        raise ConfigError(f"{key}.files: source {source!r} needs at least one file")
+    if source in ("hub", "json", "parquet") and not spec["text"]:
+        raise ConfigError(f"{key}.text: source {source!r} needs a template of the columns that make a "
+                          "document, e.g. 'Problem: {problem}\\nSolution: {solution}'")
+    if spec["math_eval"] and source != "gsm_symbolic":
+        raise ConfigError(f"{key}.math_eval: held-out math problems come from source 'gsm_symbolic' only")

@@ -1,17 +1,19 @@
-"""Raw data: documents from a source, samples cut at paragraph boundaries, leak-free splits.
+"""Raw data: samples cut from documents, leak-free splits, the request partition, the manifest.
 
-A *document* is one unit of the domain (a source file, a paper, a problem). Documents are cut
-into *samples* of at most `max_chars` characters at blank lines, so a sample is a readable piece
-that starts at a natural boundary. Splits are made of whole documents: a document that gives a
-sample to the forget pool gives nothing to retain or holdout, because forgetting is not targeted
-when forget and retain share documents. Tokenizing to the model's `max_length` happens later,
-where the model is known.
+Documents come from a source (sources.py). Each document is cut into *samples* of at most
+`max_chars` characters at blank lines, so a sample is a readable piece that starts at a natural
+boundary. Splits are made of whole document groups: a group that gives a sample to the forget pool
+gives nothing to any other split, because forgetting is not targeted when forget and retain share
+documents. Tokenizing to the model's `max_length` happens later, where the model is known.
 
 Splits (all deterministic from the seed):
 - forget:     the forget pool, ordered; request r is samples [(r-1)*size, r*size)
-- retain:     trained on, never unlearned
 - holdout:    never trained on, same domain (the non-members of membership inference)
-- background: the rest of the domain's documents (tokenizer training); never trained on
+- unseen:     never trained on, same domain, disjoint from holdout (relearning controls)
+- retain:     trained on, never unlearned
+- math_eval:  held-out problems with their final answers (math sources only)
+- background: the unassigned groups and the samples that assigned groups had left over; only
+              the tokenizer of a from-scratch model trains on it
 """
 
 from __future__ import annotations
@@ -19,65 +21,22 @@ from __future__ import annotations
 import os
 import random
 import re
-import sysconfig
-from collections import Counter
+import shutil
+import tempfile
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Mapping
 
 from .io import read_json, read_jsonl, sha256_text, write_json, write_jsonl
+from .sources import DataError, Document, load_documents, source_version
 
-SPLITS = ("forget", "retain", "holdout", "background")
+# Splits filled in this order from the shuffled groups; background takes the rest.
+FILLED = ("forget", "holdout", "unseen", "retain", "math_eval")
+SPLITS = (*FILLED, "background")
 
-
-class DataError(ValueError):
-    """Bad data input; the message names the dataset and the key."""
-
-
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-
-
-# --------------------------------------------------------------------------- sources
-
-def stdlib_documents(name: str, spec: Mapping) -> Iterator[Document]:
-    """Python standard library sources, one document per module file, test folders skipped."""
-    root = Path(spec.get("path") or sysconfig.get_paths()["stdlib"])
-    if not root.is_dir():
-        raise DataError(f"dataset {name!r}: source path {str(root)!r} is not a directory (key 'path')")
-    excluded = set(spec["exclude_dirs"])
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in excluded)
-        for filename in sorted(filenames):
-            if not filename.endswith(".py"):
-                continue
-            path = Path(dirpath, filename)
-            yield Document(id=str(path.relative_to(root)), text=_read_utf8(name, path))
-
-
-def _read_utf8(name: str, path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"dataset {name!r}: {path} is not UTF-8 ({err.reason} at byte {err.start})") from None
-
-
-SOURCES: dict[str, Callable[[str, Mapping], Iterable[Document]]] = {
-    "stdlib": stdlib_documents,
-}
-
-
-def load_documents(name: str, spec: Mapping) -> list[Document]:
-    source = spec["source"]
-    if source not in SOURCES:
-        raise DataError(f"dataset {name!r}: unknown source {source!r} (key 'source'); "
-                        f"known: {', '.join(sorted(SOURCES))}")
-    documents = list(SOURCES[source](name, spec))
-    if not documents:
-        raise DataError(f"dataset {name!r}: source {source!r} yielded no documents")
-    return documents
+__all__ = ["DataError", "Document", "SPLITS", "SplitPlan", "build_splits", "load_manifest",
+           "load_split", "normalise", "prepare", "requested", "segment"]
 
 
 # --------------------------------------------------------------------------- samples
@@ -148,6 +107,8 @@ class SplitPlan:
     request_size: int
     retain: int
     holdout: int
+    unseen: int
+    math_eval: int
     max_samples_per_document: int
     min_chars: int
     max_chars: int
@@ -161,54 +122,70 @@ class SplitPlan:
     def forget(self) -> int:
         return self.forget_requests * self.request_size
 
+    def wanted(self) -> dict[str, int]:
+        sizes = {"forget": self.forget, "holdout": self.holdout, "unseen": self.unseen,
+                 "retain": self.retain, "math_eval": self.math_eval}
+        return {split: sizes[split] for split in FILLED if sizes[split] > 0}
+
 
 def build_splits(name: str, documents: list[Document], plan: SplitPlan, seed: int) -> dict[str, list[dict]]:
-    """Assign whole documents to forget, holdout and retain in a seeded order; the rest is background."""
-    per_document = {doc.id: segment(doc.text, plan.min_chars, plan.max_chars) for doc in documents}
-    counts = Counter(key for samples in per_document.values() for s in samples
-                     for key in _duplicate_keys(s))
+    """Assign whole document groups to the splits in a seeded order; the rest is background."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for doc in documents:
+        for k, text in enumerate(segment(doc.text, plan.min_chars, plan.max_chars)):
+            record = {"id": f"{doc.id}#{k}", "document": doc.split_group, "text": text}
+            groups[doc.split_group].append((record, doc.answer))
+    counts = Counter(key for pieces in groups.values() for record, _ in pieces
+                     for key in _duplicate_keys(record["text"]))
     # A text that occurs twice anywhere (exactly or nearly) is dropped everywhere: no copy can
     # straddle two splits.
-    per_document = {doc: [s for s in samples if all(counts[k] == 1 for k in _duplicate_keys(s))]
-                    for doc, samples in per_document.items()}
+    groups = {group: [(record, answer) for record, answer in pieces
+                      if all(counts[k] == 1 for k in _duplicate_keys(record["text"]))]
+              for group, pieces in groups.items()}
 
-    order = sorted(per_document)
+    order = sorted(groups)
     random.Random(seed).shuffle(order)
-    wanted = {"forget": plan.forget, "holdout": plan.holdout, "retain": plan.retain}
+    wanted = plan.wanted()
     splits: dict[str, list[dict]] = {split: [] for split in SPLITS}
     filling = iter(wanted)
-    current = next(filling)
-    for doc_id in order:
-        samples = per_document[doc_id]
-        if not samples:
+    current = next(filling, None)
+    for group in order:
+        pieces = groups[group]
+        if current == "math_eval":
+            pieces = [(record, answer) for record, answer in pieces if answer]
+        if not pieces:
             continue
         if current is None:
-            splits["background"].extend(_records(doc_id, samples))
+            splits["background"].extend(record for record, _ in pieces)
             continue
         room = wanted[current] - len(splits[current])
-        take = samples[: min(room, plan.max_samples_per_document)]
-        splits[current].extend(_records(doc_id, take))
+        take = min(room, plan.max_samples_per_document)
+        splits[current].extend({**record, **answer} if current == "math_eval" else record
+                               for record, answer in pieces[:take])
+        # What the group has left only trains the tokenizer: every split's groups give theirs.
+        splits["background"].extend(record for record, _ in pieces[take:])
         if len(splits[current]) == wanted[current]:
             current = next(filling, None)
 
-    for split, size in wanted.items():
-        if len(splits[split]) < size:
-            available = sum(map(len, per_document.values()))
-            raise DataError(
-                f"dataset {name!r}: not enough samples for the {split} split "
-                f"(forget {plan.forget} = forget_requests x request_size, retain {plan.retain}, "
-                f"holdout {plan.holdout}; at most {plan.max_samples_per_document} per document; "
-                f"{available} usable samples in {len(documents)} documents). "
-                f"Lower 'forget_requests', 'request_size', 'retain' or 'holdout', "
-                f"or raise 'max_samples_per_document'.")
+    _check_sizes(name, splits, wanted, plan, groups, len(documents))
     for index, record in enumerate(splits["forget"]):
         record["request"] = index // plan.request_size + 1
     splits["background"] = _cap_chars(splits["background"], plan.background_chars)
     return splits
 
 
-def _records(doc_id: str, samples: list[str]) -> list[dict]:
-    return [{"id": f"{doc_id}#{k}", "document": doc_id, "text": text} for k, text in enumerate(samples)]
+def _check_sizes(name, splits, wanted, plan, groups, n_documents) -> None:
+    for split, size in wanted.items():
+        if len(splits[split]) < size:
+            usable = sum(map(len, groups.values()))
+            keys = {"forget": "forget_requests x request_size", "math_eval": "math_eval"}
+            raise DataError(
+                f"dataset {name!r}: not enough samples for the {split} split ({size} wanted, key "
+                f"'{keys.get(split, split)}'; {len(splits[split])} found). The source has {usable} usable "
+                f"samples in {len(groups)} groups of {n_documents} documents, at most "
+                f"{plan.max_samples_per_document} per group per split and filled in the order "
+                f"{', '.join(wanted)}. Lower 'forget_requests', 'request_size', 'holdout', 'unseen', "
+                f"'retain' or 'math_eval', or raise 'max_samples_per_document'.")
 
 
 def _cap_chars(records: list[dict], budget: int) -> list[dict]:
@@ -229,30 +206,41 @@ def requested(forget: list[dict], n_requests: int) -> list[dict]:
 # --------------------------------------------------------------------------- files
 
 def prepare(name: str, spec: Mapping, seed: int, out_dir: str | os.PathLike) -> dict:
-    """Load, split and write `<out_dir>/<split>.jsonl` and `manifest.json` (written last)."""
+    """Load, split and write `<out_dir>/<split>.jsonl` and `manifest.json`.
+
+    Everything is written to a temporary folder and moved into place at the end, the manifest
+    last, so a failure leaves no partial manifest (and keeps what an earlier run wrote).
+    """
     out_dir = Path(out_dir)
     documents = load_documents(name, spec)
     splits = build_splits(name, documents, SplitPlan.from_spec(spec), seed)
     manifest = {
         "dataset": name,
         "source": dict(spec),
+        "source_version": source_version(spec),
         "seed": seed,
         "documents": len(documents),
         "source_sha256": sha256_text("\0".join(f"{d.id}\0{d.text}" for d in documents)),
         "requests": {"count": spec["forget_requests"], "size": spec["request_size"]},
         "splits": {},
     }
-    for split, records in splits.items():
-        path = out_dir / f"{split}.jsonl"
-        write_jsonl(path, records)
-        manifest["splits"][split] = {
-            "file": path.name,
-            "samples": len(records),
-            "documents": len({r["document"] for r in records}),
-            "characters": sum(len(r["text"]) for r in records),
-            "sha256": sha256_text("\n".join(r["text"] for r in records)),
-        }
-    write_json(out_dir / "manifest.json", manifest)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    try:
+        for split, records in splits.items():
+            write_jsonl(staging / f"{split}.jsonl", records)
+            manifest["splits"][split] = {
+                "file": f"{split}.jsonl",
+                "samples": len(records),
+                "groups": len({r["document"] for r in records}),
+                "characters": sum(len(r["text"]) for r in records),
+                "sha256": sha256_text("\n".join(r["text"] for r in records)),
+            }
+        write_json(staging / "manifest.json", manifest)
+        for file in sorted(staging.iterdir(), key=lambda p: p.name == "manifest.json"):
+            os.replace(file, out_dir / file.name)  # the manifest last: it marks a complete set
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -71,16 +71,44 @@ def _combined(digests) -> str:
     return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
+def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """float32 on CPU whatever is asked (bf16 has no fast CPU kernels); the spec's dtype on GPU."""
+    if device.type == "cpu":
+        return torch.float32
+    return {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float16": torch.float16,
+            "float32": torch.float32}[requested]
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", dtype: str = "auto",
                     trust_remote_code: bool = False):
-    """Model (in eval mode, fp32 on CPU) and tokenizer from a checkpoint directory."""
+    """Model (in eval mode) and tokenizer from a checkpoint directory, safetensors only."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(path)
+    path, device = Path(path), torch.device(device)
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"{path}: no safetensors weights; rerun the rule that writes it")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=torch.float32,
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=compute_dtype(dtype, device),
                                                  trust_remote_code=trust_remote_code)
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def load_pretrained(spec: Mapping[str, Any], device: torch.device):
+    """A `hub` model spec: weights and tokenizer from the Hugging Face hub (or its local cache).
+
+    Remote code runs only when the spec sets `trust_remote_code: true`; weights load from
+    safetensors only.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .tokenization import ensure_special_tokens
+
+    options = {"revision": spec["revision"], "trust_remote_code": spec["trust_remote_code"]}
+    tokenizer = AutoTokenizer.from_pretrained(spec["hub_id"], **options)
+    ensure_special_tokens(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(spec["hub_id"], use_safetensors=True,
+                                                 dtype=compute_dtype(spec["dtype"], device),
+                                                 attn_implementation=spec["attn_implementation"], **options)
     model.to(device).eval()
     return model, tokenizer

@@ -8,6 +8,7 @@ with runtime.job_log(snakemake.log[0]):
         snakemake.input.unlearned,
         Path(snakemake.input.manifest).parent,
         snakemake.output.relearned,
+        source_data_dir=Path(snakemake.input.source_manifest).parent,
         captures={
             "unlearned": snakemake.output.unlearned_capture,
             "relearned": snakemake.output.relearned_capture,

@@ -75,3 +75,49 @@ def test_params_do_not_depend_on_key_order():
 def test_learning_rate_labels_are_short_and_exact():
     assert [lr_label(x) for x in (1e-5, 1e-4, 3e-4, 1e-3)] == ["1e-05", "0.0001", "0.0003", "0.001"]
     assert float(lr_label(2.5e-5)) == 2.5e-5
+
+
+def test_an_experiment_can_have_its_own_grid(tmp_path, micro_config):
+    micro_config["experiments"][0]["grid"] = {"methods": ["ga"], "n_requests": [1], "learning_rates": [1e-3]}
+    planned = plan(tmp_path, micro_config)
+    assert "results/runs/micro/github/ga/n1/lr0.001/unlearned" in planned
+    assert not [p for p in planned if "lr0.003" in p or "/n2/" in p]
+
+
+def test_a_grid_can_be_a_union_of_cross_products(micro_config):
+    from reversibility.config import cells
+
+    micro_config["grid"] = [{"methods": ["ga", "npo"], "n_requests": [2], "learning_rates": [1e-3]},
+                            {"methods": ["ga"], "n_requests": [1, 2], "learning_rates": [1e-3, 1e-2]}]
+    keys = [c.key for c in cells(micro_config)]
+    assert keys == ["micro/github/ga/n2/lr0.001", "micro/github/npo/n2/lr0.001", "micro/github/ga/n1/lr0.001",
+                    "micro/github/ga/n1/lr0.01", "micro/github/ga/n2/lr0.01"]
+
+
+def test_an_experiment_grid_is_checked_under_its_own_key(tmp_path, micro_config):
+    micro_config["experiments"][0]["grid"] = {"methods": ["ga"], "n_requests": [9], "learning_rates": [1e-3]}
+    assert "experiments[0].grid.n_requests" in rejection(tmp_path, micro_config)
+
+
+def test_an_unknown_relearning_source_dataset_is_named(tmp_path, micro_config):
+    micro_config["relearning"] = {"source": "unseen", "source_dataset": "arxiv"}
+    message = rejection(tmp_path, micro_config)
+    assert "relearning.source_dataset" in message and "'arxiv'" in message
+
+
+def test_a_hub_dataset_without_a_text_template_is_named(tmp_path, micro_config):
+    micro_config["datasets"]["github"] = {"source": "hub", "hub_id": "AI-MO/NuminaMath-CoT"}
+    assert "datasets.github.text" in rejection(tmp_path, micro_config)
+
+
+def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
+    import yaml
+
+    from conftest import REPO
+
+    paper = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    planned = plan(tmp_path, paper)
+    ids = {spec["hub_id"] for spec in paper["datasets"].values()}
+    assert {"ccdv/arxiv-summarization", "codeparrot/codeparrot-clean-valid", "AI-MO/NuminaMath-CoT"} == ids
+    assert "results/runs/yi-6b/github/npo/n100/lr1e-05/unlearned" in planned
+    assert "results/runs/qwen2.5-7b/numinamath/ga/n1/lr0.0001/relearned" in planned

@@ -1,12 +1,12 @@
-from pathlib import Path
+import dataclasses
 
 import pytest
 
 from reversibility import data
 from reversibility.data import DataError, Document, SplitPlan, build_splits, normalise, segment
 
-PLAN = SplitPlan(forget_requests=3, request_size=2, retain=6, holdout=4, max_samples_per_document=2,
-                 min_chars=20, max_chars=120, background_chars=10_000)
+PLAN = SplitPlan(forget_requests=3, request_size=2, retain=6, holdout=4, unseen=2, math_eval=0,
+                 max_samples_per_document=2, min_chars=20, max_chars=120, background_chars=10_000)
 
 
 def documents(n: int = 30) -> list[Document]:
@@ -47,9 +47,19 @@ def test_splits_are_deterministic_and_change_with_the_seed():
 
 def test_splits_have_the_requested_sizes_and_requests():
     splits = build_splits("toy", documents(), PLAN, seed=0)
-    assert len(splits["forget"]) == 6 and len(splits["retain"]) == 6 and len(splits["holdout"]) == 4
+    assert [len(splits[s]) for s in ("forget", "holdout", "unseen", "retain")] == [6, 4, 2, 6]
     assert [r["request"] for r in splits["forget"]] == [1, 1, 2, 2, 3, 3]
     assert data.requested(splits["forget"], 2) == splits["forget"][:4]
+
+
+def test_the_first_k_requests_of_a_large_pool_are_the_requests_of_a_small_one():
+    many = documents(120)
+    big = build_splits("toy", many, dataclasses.replace(PLAN, forget_requests=100, request_size=1,
+                                                         max_samples_per_document=4), seed=0)
+    for k in (1, 10, 50):
+        small = build_splits("toy", many, dataclasses.replace(PLAN, forget_requests=k, request_size=1,
+                                                               max_samples_per_document=4), seed=0)
+        assert data.requested(big["forget"], k) == small["forget"]
 
 
 def test_no_document_or_text_is_shared_between_splits():
@@ -59,9 +69,11 @@ def test_no_document_or_text_is_shared_between_splits():
     docs.append(Document(id="renumbered.py", text=docs[1].text.replace("1", "7")))
     splits = build_splits("toy", docs, PLAN, seed=0)
     seen_documents, seen_texts = {}, {}
-    for split in ("forget", "retain", "holdout", "background"):
+    for split in data.SPLITS:
         for record in splits[split]:
-            assert seen_documents.setdefault(record["document"], split) == split
+            # Only the tokenizer's background may hold other pieces of an assigned document.
+            if split != "background":
+                assert seen_documents.setdefault(record["document"], split) == split
             assert seen_texts.setdefault(normalise(record["text"]), split) == split
     assert not any(r["document"] in {"copy.py", "renumbered.py"} for r in splits["forget"] + splits["holdout"])
 
@@ -71,30 +83,53 @@ def test_too_small_a_source_names_the_dataset_and_keys():
         build_splits("toy", documents(3), PLAN, seed=0)
 
 
-def test_stdlib_source_reads_a_folder_skipping_excluded_dirs(tmp_path):
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
-    (tmp_path / "tests" / "test_a.py").write_text("assert True\n")
-    (tmp_path / "notes.txt").write_text("not python")
-    docs = list(data.stdlib_documents("toy", {"path": str(tmp_path), "exclude_dirs": ["tests"]}))
-    assert [d.id for d in docs] == ["pkg/a.py"]
+def stdlib_spec(root, **overrides):
+    return {"source": "stdlib", "path": str(root), "exclude_dirs": [],
+            **{k: getattr(PLAN, k) for k in PLAN.__dataclass_fields__}, **overrides}
 
 
-def test_a_non_utf8_file_is_named(tmp_path):
-    (tmp_path / "bad.py").write_bytes(b"x = '\xff\xfe'\n")
-    with pytest.raises(DataError, match=r"dataset 'toy'.*bad\.py is not UTF-8"):
-        list(data.stdlib_documents("toy", {"path": str(tmp_path), "exclude_dirs": []}))
+def write_sources(root):
+    root.mkdir(exist_ok=True)
+    for doc in documents():
+        (root / doc.id).write_text(doc.text)
 
 
 def test_prepare_writes_splits_and_a_manifest_with_hashes(tmp_path):
-    for doc in documents():
-        (tmp_path / "src").mkdir(exist_ok=True)
-        (tmp_path / "src" / doc.id).write_text(doc.text)
-    spec = {"source": "stdlib", "path": str(tmp_path / "src"), "exclude_dirs": [],
-            **{k: getattr(PLAN, k) for k in PLAN.__dataclass_fields__}}
-    manifest = data.prepare("toy", spec, seed=0, out_dir=tmp_path / "out")
+    write_sources(tmp_path / "src")
+    manifest = data.prepare("toy", stdlib_spec(tmp_path / "src"), seed=0, out_dir=tmp_path / "out")
     assert manifest["splits"]["forget"]["samples"] == 6
     assert data.load_split(tmp_path / "out", "forget")[0]["request"] == 1
     assert data.load_manifest(tmp_path / "out") == manifest
     assert len(manifest["splits"]["retain"]["sha256"]) == 64
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{s}.jsonl" for s in data.SPLITS] + ["manifest.json"])
+
+
+def test_a_failed_prepare_leaves_no_partial_manifest_and_keeps_the_old_one(tmp_path):
+    write_sources(tmp_path / "src")
+    out = tmp_path / "out"
+    data.prepare("toy", stdlib_spec(tmp_path / "src"), seed=0, out_dir=out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(DataError, match="dataset 'toy'.*'retain'"):
+        data.prepare("toy", stdlib_spec(tmp_path / "src", retain=500), seed=1, out_dir=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(DataError):
+        data.prepare("toy", stdlib_spec(tmp_path / "src", retain=500), seed=1, out_dir=tmp_path / "fresh")
+    assert not list((tmp_path / "fresh").glob("manifest.json"))
+
+
+def test_groups_stay_whole_and_math_eval_takes_answered_problems():
+    names = [a + b for a in ("ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kit", "lou")
+             for b in ("ra", "mo", "li", "ta", "ne", "su", "ko", "pe", "wi", "zu")]
+    docs = [Document(id=f"p{i}", text=f"Problem: {names[i]} has {i} apples. Solution: {i + 1}.",
+                     group=f"template-{i % 12}", answer={"question": f"q{i}", "answer": str(i + 1)})
+            for i in range(120)]
+    plan = dataclasses.replace(PLAN, math_eval=5, min_chars=10, max_samples_per_document=10)
+    splits = build_splits("toy", docs, plan, seed=0)
+    owner = {}
+    for split in data.FILLED:
+        for record in splits[split]:
+            assert owner.setdefault(record["document"], split) == split
+    assert len(splits["math_eval"]) == 5
+    assert all(r["answer"] and r["question"] for r in splits["math_eval"])
+    assert "answer" not in splits["forget"][0]

@@ -10,7 +10,8 @@ from typing import Any, Mapping
 from .. import data
 from ..io import read_json
 from ..methods import get_method
-from ..models import build_scratch_model, load_checkpoint, n_parameters, pick_device, save_checkpoint
+from ..models import (build_scratch_model, load_checkpoint, load_pretrained, n_parameters, pick_device,
+                      save_checkpoint)
 from ..provenance import CHECKPOINT_RECORD, Recorder
 from ..runtime import configure_torch
 from ..seeds import derive_seed
@@ -29,28 +30,34 @@ def tokenized(tokenizer, records: list[dict], max_length: int) -> list[list[int]
 
 def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Mapping,
                seed: int, threads: int) -> None:
-    """Scratch models: train a BPE on the background split, then the model on forget + retain."""
-    if spec["source"] != "scratch":
-        raise NotImplementedError(f"model {model_name!r}: source {spec['source']!r} is not supported yet")
+    """The base model: trained on forget + retain until it knows its forget set.
+
+    `scratch`: a BPE trained on the background split, then a fresh model. `hub`: the pretrained
+    model, fine-tuned on forget + retain (the usual protocol when the forget data was not in its
+    pretraining; `base_training.epochs: 0` keeps it as it is).
+    """
     run_seed = derive_seed(seed, "base", model_name, Path(data_dir).name)
     configure_torch(threads, run_seed)
     recorder = Recorder(params={"spec": dict(spec), "seed": seed},
                         inputs={"manifest": Path(data_dir) / "manifest.json"}, seed=run_seed)
-
-    tokenizer = train_bpe((r["text"] for r in data.load_split(data_dir, "background")), spec["vocab_size"])
-    model = build_scratch_model(spec, tokenizer, run_seed)
+    if spec["source"] == "scratch":
+        tokenizer = train_bpe((r["text"] for r in data.load_split(data_dir, "background")), spec["vocab_size"])
+        model = build_scratch_model(spec, tokenizer, run_seed).to(pick_device())
+    else:
+        model, tokenizer = load_pretrained(spec, pick_device())
     log.info("model %s: %d parameters, vocabulary %d", model_name, n_parameters(model), len(tokenizer))
 
     training = spec["base_training"]
     members = data.load_split(data_dir, "forget") + data.load_split(data_dir, "retain")
     sequences = tokenized(tokenizer, members, spec["max_length"])
     steps = training["epochs"] * -(-len(sequences) // training["batch_size"])
-    record = finetune(model, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
-                      tokenizer.pad_token_id, run_seed, desc="base training")
-    if record.collapsed:
-        raise RuntimeError(f"model {model_name!r}: base training diverged ({record.collapse_reason}); "
-                           f"lower models.{model_name}.base_training.learning_rate")
-    recorder.extra["training"] = {"steps": steps, "final_loss": record.steps[-1]["loss"]}
+    if steps:
+        record = finetune(model, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
+                          tokenizer.pad_token_id, run_seed, desc="base training")
+        if record.collapsed:
+            raise RuntimeError(f"model {model_name!r}: base training diverged ({record.collapse_reason}); "
+                               f"lower models.{model_name}.base_training.learning_rate")
+        recorder.extra["training"] = {"steps": steps, "final_loss": record.steps[-1]["loss"]}
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
 
 
@@ -82,10 +89,10 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, method
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
 
 
-def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, captures: Mapping[str, PathLike],
-            n_requests: int, relearning: Mapping, capture_config: Mapping, max_length: int, seed: int,
-            cell: str, threads: int) -> None:
-    """Fine-tune the unlearned model on the forgotten samples for a fixed step budget.
+def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, source_data_dir: PathLike,
+            captures: Mapping[str, PathLike], n_requests: int, relearning: Mapping, capture_config: Mapping,
+            max_length: int, seed: int, cell: str, threads: int) -> None:
+    """Fine-tune the unlearned model for a fixed step budget on the relearning set.
 
     The job captures the model it starts from (`captures["unlearned"]`) and the model it ends
     with (`captures["relearned"]`), so each model is loaded once.
@@ -98,8 +105,9 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, c
     capture = {"capture_config": capture_config, "max_length": max_length}
     capture_model(model, tokenizer, unlearned_dir, data_dir, captures["unlearned"], **capture)
 
-    forgotten = data.requested(data.load_split(data_dir, "forget"), n_requests)
-    record = finetune(model, tokenized(tokenizer, forgotten, max_length), relearning["steps"],
+    samples = relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
+    log.info("relearning on %d samples of %s/%s", len(samples), Path(source_data_dir).name, relearning["source"])
+    record = finetune(model, tokenized(tokenizer, samples, max_length), relearning["steps"],
                       relearning["batch_size"], OptimSettings.from_config(relearning),
                       tokenizer.pad_token_id, run_seed, desc="relearning")
     result = outcome(record)
@@ -109,6 +117,21 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, c
     recorder.extra.update(result, training=record.steps)
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
     capture_model(model, tokenizer, out_dir, data_dir, captures["relearned"], **capture)
+
+
+def relearning_set(data_dir: PathLike, source_data_dir: PathLike, source: str, n_requests: int) -> list[dict]:
+    """The cell's forgotten samples, or as many samples of another split (or domain).
+
+    The size matches the forget set so that a control relearns on the same amount of data.
+    """
+    forgotten = data.requested(data.load_split(data_dir, "forget"), n_requests)
+    if source == "forget" and Path(source_data_dir) == Path(data_dir):
+        return forgotten
+    pool = data.load_split(source_data_dir, source)
+    if len(pool) < len(forgotten):
+        raise data.DataError(f"{source_data_dir}: the {source} split holds {len(pool)} samples, fewer than "
+                             f"the {len(forgotten)} forgotten ones it stands in for (relearning.source)")
+    return pool[: len(forgotten)]
 
 
 def outcome(record: TrainRecord) -> dict[str, Any]:

@@ -10,6 +10,7 @@ os.environ.update(
 )
 
 from reversibility.config import STAGES, canonical, cells, check, lr_label  # noqa: E402
+from reversibility.sources import source_version  # noqa: E402
 
 check(config)
 
@@ -74,7 +75,21 @@ def model_threads(wildcards):
 
 
 def data_params(wildcards):
-    return canonical({"spec": config["datasets"][wildcards.dataset], "seed": config["seed"]})
+    spec = config["datasets"][wildcards.dataset]
+    # The installed Python or package the documents come from is part of the slice: a new
+    # version of it reruns the split.
+    return canonical({"spec": spec, "seed": config["seed"], "source_version": source_version(spec)})
+
+
+def dataset_files(wildcards):
+    """Local files of a dataset (json, parquet, text sources), so that editing one reruns it."""
+    return config["datasets"][wildcards.dataset]["files"]
+
+
+def relearn_source_manifest(wildcards):
+    """The data that relearning trains on: the cell's own dataset or `relearning.source_dataset`."""
+    dataset = config["relearning"]["source_dataset"] or wildcards.dataset
+    return f"results/data/{dataset}/manifest.json"
 
 
 def base_params(wildcards):

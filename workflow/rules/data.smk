@@ -1,10 +1,14 @@
 rule prepare_data:
+    input:
+        dataset_files,
     output:
         multiext(
             "results/data/{dataset}/",
             "forget.jsonl",
             "retain.jsonl",
             "holdout.jsonl",
+            "unseen.jsonl",
+            "math_eval.jsonl",
             "background.jsonl",
             "manifest.json",
             "manifest.json.meta.json",

@@ -5,7 +5,7 @@ rule base_model:
         directory("results/models/{model}/{dataset}/base"),
     params:
         config=base_params,
-    threads: workflow.cores
+    threads: model_threads
     log:
         "results/logs/base_model/{model}/{dataset}.log",
     conda:

@@ -22,6 +22,7 @@ rule relearn:
     input:
         unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
         manifest="results/data/{dataset}/manifest.json",
+        source_manifest=relearn_source_manifest,
     output:
         relearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned"),
         unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",

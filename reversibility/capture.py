@@ -92,3 +92,18 @@ def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_
             handle.remove()
     features = [torch.cat(chunks).numpy() for chunks in pooled]
     return features, {name: torch.cat(chunks).numpy() for name, chunks in stats.items()}
+
+
+@torch.no_grad()
+def token_accuracy(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int) -> dict[str, int]:
+    """Teacher-forced argmax hits and real targets over `sequences` (for curves during training)."""
+    device = next(model.parameters()).device
+    correct = tokens = 0
+    for batch in batches(sequences, batch_size, pad_id):
+        batch = batch.to(device)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+        targets = batch.labels[:, 1:]
+        mask = targets != IGNORE_INDEX
+        correct += int(((logits.argmax(-1) == targets) & mask).sum())
+        tokens += int(mask.sum())
+    return {"correct": correct, "tokens": tokens}

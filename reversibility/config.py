@@ -81,9 +81,10 @@ def check(config: Mapping[str, Any]) -> None:
     for name, spec in config["models"].items():
         if spec["source"] == "hub" and not spec["hub_id"]:
             raise ConfigError(f"models.{name}.hub_id: source 'hub' needs a model id")
-    source_dataset = config["relearning"]["source_dataset"]
-    if source_dataset is not None:
-        _check_defined(config, "datasets", source_dataset, "relearning.source_dataset")
+    for section in ("relearning", "baseline"):
+        source_dataset = config[section]["source_dataset"]
+        if source_dataset is not None:
+            _check_defined(config, "datasets", source_dataset, f"{section}.source_dataset")
 
 
 def _check_defined(config, section: str, name: str, key: str) -> None:

@@ -20,3 +20,8 @@ def metrics_json(cell: Cell, stage: str) -> str:
 
 def diagnostics_json(cell: Cell, stage: str) -> str:
     return f"{RESULTS}/diagnostics/{cell.key}/{stage}.json"
+
+
+def curve_json(cell: Cell, kind: str) -> str:
+    """Accuracies during training: kind `requests` (after each request) or `relearning`."""
+    return f"{RESULTS}/metrics/{cell.key}/{kind}.json"

@@ -11,13 +11,17 @@ from typing import Iterable, Mapping, Sequence
 
 from .config import Cell, lr_label
 from .io import atomic_path, read_json
-from .layout import diagnostics_json, metrics_json
+from .layout import curve_json, diagnostics_json, metrics_json
 
 KEY_COLUMNS = ["model", "dataset", "method", "n_requests", "learning_rate", "stage"]
 SPLIT_COLUMNS = [f"{split}_{measure}" for split in ("forget", "retain", "holdout")
                  for measure in ("accuracy", "loss", "perplexity", "n_tokens")]
 METRICS_COLUMNS = KEY_COLUMNS + SPLIT_COLUMNS + ["mia_loss_auc", "collapsed"]
 CKA_COLUMNS = KEY_COLUMNS + ["split", "layer_index", "layer", "cka"]
+CELL_COLUMNS = [c for c in KEY_COLUMNS if c != "stage"]
+REQUEST_COLUMNS = CELL_COLUMNS + ["request", "forget_seen_accuracy", "forget_request_accuracy",
+                                  "retain_accuracy", "collapsed"]
+RELEARNING_COLUMNS = CELL_COLUMNS + ["step", "forget_accuracy", "retain_accuracy", "collapsed"]
 
 
 def cell_key(cell: Cell, stage: str) -> dict:
@@ -50,6 +54,37 @@ def cka_rows(cells: Iterable[Cell], stages: Sequence[str] = ("unlearned", "relea
                     rows.append({**cell_key(cell, stage), "split": split, "layer_index": index,
                                  "layer": layer, "cka": value})
     return rows
+
+
+def request_rows(cells: Iterable[Cell]) -> list[dict]:
+    """Accuracies after each unlearning request (the continual-unlearning curves)."""
+    rows = []
+    for cell in cells:
+        curve = read_json(curve_json(cell, "requests"))
+        for point in curve["requests"]:
+            rows.append({**_cell_only(cell), "request": point["request"],
+                         "forget_seen_accuracy": point["forget_seen"]["accuracy"],
+                         "forget_request_accuracy": point["forget_request"]["accuracy"],
+                         "retain_accuracy": point["retain"]["accuracy"], "collapsed": curve["collapsed"]})
+    return rows
+
+
+def relearning_rows(cells: Iterable[Cell]) -> list[dict]:
+    """Accuracies along relearning (the relearning-efficiency curves)."""
+    rows = []
+    for cell in cells:
+        curve = read_json(curve_json(cell, "relearning"))
+        for point in curve["steps"]:
+            rows.append({**_cell_only(cell), "step": point["step"],
+                         "forget_accuracy": point["forget"]["accuracy"],
+                         "retain_accuracy": point["retain"]["accuracy"], "collapsed": curve["collapsed"]})
+    return rows
+
+
+def _cell_only(cell: Cell) -> dict:
+    key = cell_key(cell, "")
+    del key["stage"]
+    return key
 
 
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping]) -> None:

@@ -42,6 +42,7 @@ class OptimSettings:
 @dataclass
 class TrainRecord:
     steps: list[dict] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)
     collapsed: bool = False
     collapse_step: int | None = None
     collapse_reason: str | None = None
@@ -73,8 +74,12 @@ def make_optimizer(model: torch.nn.Module, settings: OptimSettings) -> torch.opt
 
 def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any], total_steps: int,
           settings: OptimSettings, *, desc: str = "train", log_every: int = 10,
-          record: TrainRecord | None = None, step_offset: int = 0) -> TrainRecord:
-    """Run `total_steps` optimizer steps; each consumes `grad_accumulation` micro-batches."""
+          record: TrainRecord | None = None, step_offset: int = 0,
+          evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0) -> TrainRecord:
+    """Run `total_steps` optimizer steps; each consumes `grad_accumulation` micro-batches.
+
+    With `evaluate`, its result is recorded (in eval mode) every `evaluate_every` steps.
+    """
     record = record if record is not None else TrainRecord()
     optimizer = make_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -83,14 +88,14 @@ def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any],
     model.train()
     try:
         return _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler,
-                    params, desc, log_every, record, step_offset)
+                    params, desc, log_every, record, step_offset, evaluate, evaluate_every)
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.eval()
 
 
 def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler, params,
-         desc, log_every, record, step_offset) -> TrainRecord:
+         desc, log_every, record, step_offset, evaluate, evaluate_every) -> TrainRecord:
     progress = tqdm(range(total_steps), desc=desc, mininterval=5, disable=total_steps < 50)
     for step in progress:
         optimizer.zero_grad(set_to_none=True)
@@ -113,6 +118,10 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
         if (step + 1) % log_every == 0 or step + 1 == total_steps:
             log.info("%s step %d/%d loss %.4f lr %.2e grad_norm %.3f", desc, step + 1,
                      total_steps, total, lr, grad_norm)
+        if evaluate is not None and evaluate_every and (step + 1) % evaluate_every == 0:
+            model.eval()
+            record.evaluations.append({"step": step_offset + step + 1, **evaluate()})
+            model.train()
     if not all(torch.isfinite(p).all() for p in params):
         return _collapse(record, step_offset + total_steps, "non-finite weights")
     return record

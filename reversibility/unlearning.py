@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -32,11 +32,13 @@ class UnlearnPlan:
 
 def unlearn_requests(model, reference, method: Method, hp: Mapping[str, Any],
                      requests: Sequence[Sequence[Sequence[int]]], retain: Sequence[Sequence[int]],
-                     plan: UnlearnPlan, pad_id: int, seed: int) -> TrainRecord:
+                     plan: UnlearnPlan, pad_id: int, seed: int,
+                     after_request: Callable[[int], dict] | None = None) -> TrainRecord:
     """Unlearn the requests one after another, each with a fresh optimiser.
 
     The reference model stays the model from before the first request. Training stops at the
-    first collapse (a non-finite loss, gradient or weight).
+    first collapse (a non-finite loss, gradient or weight). `after_request(r)` is recorded in
+    `record.evaluations` after each request r (the metrics-after-each-request curve).
     """
     record = TrainRecord()
     retain_stream = batch_stream(retain, plan.retain_batch_size, pad_id, seed + 1) if method.uses_retain else None
@@ -51,20 +53,24 @@ def unlearn_requests(model, reference, method: Method, hp: Mapping[str, Any],
             forget, retain_batch = pair
             return method.loss(model_, forget, retain_batch, reference, hp)
 
+        done = len(record.steps)
         train(model, loss, micro_batches(), plan.steps_per_request, plan.optim,
               desc=f"request {index}/{len(requests)}", log_every=plan.steps_per_request,
               record=record, step_offset=(index - 1) * plan.steps_per_request)
-        for entry in record.steps[-plan.steps_per_request:]:
+        for entry in record.steps[done:]:
             entry["request"] = index
         if record.collapsed:
             log.warning("unlearning collapsed during request %d", index)
             break
+        if after_request is not None:
+            record.evaluations.append({"request": index, **after_request(index)})
     return record
 
 
 def finetune(model, sequences: Sequence[Sequence[int]], steps: int, batch_size: int,
-             optim: OptimSettings, pad_id: int, seed: int, desc: str = "finetune") -> TrainRecord:
+             optim: OptimSettings, pad_id: int, seed: int, desc: str = "finetune",
+             evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0) -> TrainRecord:
     """Plain next-token training for a fixed number of optimiser steps (base training, relearning)."""
     stream = batch_stream(sequences, batch_size, pad_id, seed)
-    return train(model, mean_nll, stream, steps, optim, desc=desc,
-                 log_every=max(1, steps // 20))
+    return train(model, mean_nll, stream, steps, optim, desc=desc, log_every=max(1, steps // 20),
+                 evaluate=evaluate, evaluate_every=evaluate_every)

@@ -9,6 +9,7 @@ with runtime.job_log(snakemake.log[0]):
         Path(snakemake.input.manifest).parent,
         snakemake.output.relearned,
         source_data_dir=Path(snakemake.input.source_manifest).parent,
+        curve_path=snakemake.output.curve,
         captures={
             "unlearned": snakemake.output.unlearned_capture,
             "relearned": snakemake.output.relearned_capture,

@@ -7,7 +7,9 @@ with runtime.job_log(snakemake.log[0]):
     stage.unlearn(
         snakemake.input.base,
         Path(snakemake.input.manifest).parent,
-        snakemake.output[0],
+        snakemake.output.unlearned,
+        curve_path=snakemake.output.curve,
+        baseline_data_dir=Path(snakemake.input.baseline_manifest).parent,
         threads=snakemake.threads,
         **snakemake.params.config,
     )

@@ -45,13 +45,18 @@ def final_outputs():
         for name in ("cka_per_layer", "accuracy")
         for ext in ("png", "pdf")
     ]
-    return ["results/tables/metrics.csv", "results/tables/cka.csv", *figures]
+    tables = [f"results/tables/{name}.csv" for name in ("metrics", "cka", "requests", "relearning")]
+    return [*tables, *figures]
 
 
 def all_metrics():
     base = {f"results/metrics/{c.model}/{c.dataset}/base/n{c.n_requests}.json" for c in grid_cells()}
     stages = [f"results/metrics/{c.key}/{stage}.json" for c in grid_cells() for stage in STAGES]
     return sorted(base) + stages
+
+
+def all_curves():
+    return [f"results/metrics/{c.key}/{kind}.json" for c in grid_cells() for kind in ("requests", "relearning")]
 
 
 def all_diagnostics():
@@ -92,6 +97,12 @@ def relearn_source_manifest(wildcards):
     return f"results/data/{dataset}/manifest.json"
 
 
+def baseline_manifest(wildcards):
+    """The data of the fine-tuning baseline: the cell's own dataset or `baseline.source_dataset`."""
+    dataset = config["baseline"]["source_dataset"] or wildcards.dataset
+    return f"results/data/{dataset}/manifest.json"
+
+
 def base_params(wildcards):
     spec = {k: v for k, v in model_spec(wildcards).items() if k != "threads"}
     return canonical({"spec": spec, "seed": config["seed"]})
@@ -104,6 +115,9 @@ def unlearn_params(wildcards):
         "n_requests": int(wildcards.n),
         "learning_rate": float(wildcards.lr),
         "unlearning": config["unlearning"],
+        # Only the baseline's cells depend on the baseline's data.
+        "baseline": config["baseline"] if wildcards.method == "finetune" else None,
+        "curves": config["curves"],
         "max_length": model_spec(wildcards)["max_length"],
         "seed": config["seed"],
         "cell": CELL.format(**wildcards),
@@ -120,6 +134,7 @@ def relearn_params(wildcards):
     return canonical({
         "n_requests": int(wildcards.n),
         "relearning": config["relearning"],
+        "curves": config["curves"],
         "capture_config": config["capture"],
         "max_length": model_spec(wildcards)["max_length"],
         "seed": config["seed"],

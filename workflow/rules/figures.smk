@@ -2,6 +2,7 @@ rule tables:
     input:
         metrics=all_metrics(),
         diagnostics=all_diagnostics(),
+        curves=all_curves(),
     output:
         metrics=report(
             "results/tables/metrics.csv",
@@ -11,6 +12,16 @@ rule tables:
         cka=report(
             "results/tables/cka.csv",
             caption="../report/cka_table.rst",
+            category="Tables",
+        ),
+        requests=report(
+            "results/tables/requests.csv",
+            caption="../report/requests_table.rst",
+            category="Tables",
+        ),
+        relearning=report(
+            "results/tables/relearning.csv",
+            caption="../report/relearning_table.rst",
             category="Tables",
         ),
     log:

@@ -2,8 +2,10 @@ rule unlearn:
     input:
         base="results/models/{model}/{dataset}/base",
         manifest="results/data/{dataset}/manifest.json",
+        baseline_manifest=baseline_manifest,
     output:
-        directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned"),
+        unlearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned"),
+        curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/requests.json",
     params:
         config=unlearn_params,
     threads: model_threads
@@ -27,6 +29,7 @@ rule relearn:
         relearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned"),
         unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
         relearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
+        curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearning.json",
     params:
         config=relearn_params,
     threads: model_threads

@@ -3,10 +3,20 @@
 Torch-free, so the metrics and diagnostics jobs that only read captures start fast.
 
 HDF5 layout (one file per checkpoint):
-  attrs: layers (JSON list of module paths), pooling, max_length, collapsed, provenance, complete
-  /<split>/ids                [n] sample ids, in split order
-  /<split>/hidden/<k>         [n, hidden] float32 (or float16), layer k of `layers`
-  /<split>/tokens/<stat>      [n, max_length - 1]: logprob, correct, mask, mu, sigma
+  attrs: layers (JSON list of module paths), pooling, max_length, dtype, collapsed,
+         provenance (JSON: checkpoint hash, split hashes, config slice, versions), complete
+  /splits/<split>/ids              [n] sample ids, in split order
+  /splits/<split>/hidden/<k>       [n, hidden] pooled features of layer k of `layers`
+  /splits/<split>/tokens/<stat>    [n, max_length - 1]: logprob, correct, mask, mu, sigma
+  /splits/<split>/states/<k>       [m, max_length, hidden] token-level states of the first m
+                                   samples (only when capture.token_states > 0)
+  /splits/<split>/zlib             [n] zlib-compressed bytes of each sample's scored text
+  /math/ids, /math/generations     greedy solutions to the held-out math problems
+  /fisher/bins                     log-spaced histogram bin edges
+  /fisher/<k>/histogram            Fisher diagonal histogram of decoder layer k
+                                   (attrs: path, mass, parameters, below_range, samples)
+
+`complete` is written last: a file without it (a killed job) is refused on read.
 """
 
 from __future__ import annotations
@@ -23,23 +33,41 @@ from .io import atomic_path
 
 
 def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mapping[str, dict],
-                  attrs: Mapping[str, Any], dtype: str = "float32") -> None:
-    """Write `splits[name] = {"ids", "features", "stats"}` atomically; `complete` is set last."""
+                  attrs: Mapping[str, Any], dtype: str = "float32",
+                  fisher: Mapping[str, dict] | None = None, fisher_bins: np.ndarray | None = None,
+                  math: Mapping[str, list] | None = None) -> None:
+    """Write `splits[name] = {"ids", "features", "stats", "zlib"[, "states"]}`, a Fisher summary
+    and math generations."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs["layers"] = json.dumps(list(layers))
+            h5.attrs["dtype"] = dtype
             for key, value in attrs.items():
                 h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
             for split, content in splits.items():
-                group = h5.create_group(split)
+                group = h5.create_group(f"splits/{split}")
                 group.create_dataset("ids", data=np.array(content["ids"], dtype=h5py.string_dtype()))
-                hidden = group.create_group("hidden")
                 for k, feats in enumerate(content["features"]):
-                    hidden.create_dataset(str(k), data=feats.astype(dtype),
-                                          chunks=(min(len(feats), 256), feats.shape[1]) if len(feats) else None)
-                tokens = group.create_group("tokens")
+                    group.create_dataset(f"hidden/{k}", data=feats.astype(dtype),
+                                         chunks=(min(len(feats), 256), feats.shape[1]) if len(feats) else None)
                 for name, value in content["stats"].items():
-                    tokens.create_dataset(name, data=value, compression="gzip", compression_opts=1)
+                    group.create_dataset(f"tokens/{name}", data=value, compression="gzip", compression_opts=1)
+                if "zlib" in content:
+                    group.create_dataset("zlib", data=np.asarray(content["zlib"], dtype=np.int64))
+                for k, states in enumerate(content.get("states") or []):
+                    group.create_dataset(f"states/{k}", data=states.astype(dtype), compression="gzip",
+                                         compression_opts=1)
+            if fisher:
+                h5.create_dataset("fisher/bins", data=fisher_bins)
+                for k, (layer, summary) in enumerate(fisher.items()):
+                    dataset = h5.create_dataset(f"fisher/{k}/histogram", data=summary["histogram"])
+                    dataset.attrs["path"] = layer
+                    for key in ("mass", "parameters", "below_range", "samples"):
+                        dataset.attrs[key] = summary[key]
+            if math:
+                text = h5py.string_dtype()
+                h5.create_dataset("math/ids", data=np.array(math["ids"], dtype=text))
+                h5.create_dataset("math/generations", data=np.array(math["generations"], dtype=text))
             h5.attrs["complete"] = True
 
 
@@ -68,7 +96,7 @@ class Capture:
 
     @property
     def splits(self) -> list[str]:
-        return list(self._h5.keys())
+        return list(self._h5["splits"].keys())
 
     def attr(self, name: str, default=None):
         value = self._h5.attrs.get(name, default)
@@ -77,11 +105,43 @@ class Capture:
         return value
 
     def ids(self, split: str) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in self._h5[split]["ids"][()]]
+        return [s.decode() if isinstance(s, bytes) else s for s in self._split(split)["ids"][()]]
 
     def features(self, split: str, layer: int) -> np.ndarray:
-        return self._h5[split]["hidden"][str(layer)][()].astype(np.float64)
+        return self._split(split)["hidden"][str(layer)][()].astype(np.float64)
 
     def token_stats(self, split: str) -> dict[str, np.ndarray]:
-        group = self._h5[split]["tokens"]
+        group = self._split(split)["tokens"]
         return {name: group[name][()] for name in group}
+
+    def token_states(self, split: str, layer: int) -> np.ndarray:
+        return self._split(split)["states"][str(layer)][()].astype(np.float64)
+
+    def zlib(self, split: str) -> np.ndarray:
+        return self._split(split)["zlib"][()]
+
+    def math(self) -> dict[str, list[str]] | None:
+        """Ids and greedy generations of the math problems (None without math evaluation)."""
+        if "math" not in self._h5:
+            return None
+        return {key: [s.decode() if isinstance(s, bytes) else s for s in self._h5["math"][key][()]]
+                for key in ("ids", "generations")}
+
+    def fisher(self) -> tuple[np.ndarray | None, dict[str, dict]]:
+        """Bin edges and, per decoder layer path, its histogram and summary (empty without Fisher)."""
+        if "fisher" not in self._h5:
+            return None, {}
+        group = self._h5["fisher"]
+        layers = {}
+        for key in sorted((k for k in group if k != "bins"), key=int):
+            dataset = group[key]["histogram"]
+            layers[dataset.attrs["path"]] = {"histogram": dataset[()],
+                                             **{k: dataset.attrs[k].item() for k in
+                                                ("mass", "parameters", "below_range", "samples")}}
+        return group["bins"][()], layers
+
+    def _split(self, split: str):
+        try:
+            return self._h5["splits"][split]
+        except KeyError:
+            raise ValueError(f"{self.path}: no split {split!r} (has {', '.join(self.splits)})") from None

@@ -62,36 +62,44 @@ def token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, to
 
 
 @torch.no_grad()
-def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int,
-                  pooling: str, max_length: int, device) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """Pooled features of every layer and token statistics for one split."""
+def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int, pooling: str,
+                  max_length: int, device, keep_states: int = 0, with_stats: bool = True) -> dict[str, object]:
+    """Pooled features of every layer, token statistics and (for the first `keep_states`
+    samples) token-level states, for one split."""
     modules = layer_modules(model)
     pooled: list[list[torch.Tensor]] = [[] for _ in modules]
+    states: list[list[torch.Tensor]] = [[] for _ in modules]
     stats: dict[str, list[torch.Tensor]] = {name: [] for name in TOKEN_STATS}
-    current: dict[str, torch.Tensor] = {}
+    current: dict[str, object] = {}
 
     def hook(index):
         def fn(_module, _inputs, output):
-            states = output[0] if isinstance(output, tuple) else output
-            pooled[index].append(pool(states, current["mask"], pooling).cpu())
+            hidden = output[0] if isinstance(output, tuple) else output
+            pooled[index].append(pool(hidden, current["mask"], pooling).cpu())
+            keep = current["keep"]
+            if keep:
+                full = torch.zeros((keep, max_length, hidden.shape[-1]), dtype=torch.float32)
+                full[:, : hidden.shape[1]] = (hidden[:keep].float() * current["mask"][:keep, :, None]).cpu()
+                states[index].append(full)
         return fn
 
     handles = [module.register_forward_hook(hook(k)) for k, (_, module) in enumerate(modules)]
     try:
-        for batch in batches(sequences, batch_size, pad_id):
+        for start, batch in zip(range(0, len(sequences), batch_size), batches(sequences, batch_size, pad_id)):
             batch = batch.to(device)
             current["mask"] = batch.attention_mask.bool()
+            current["keep"] = max(0, min(keep_states - start, len(batch)))
             logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            width = max_length - 1
-            for name, value in token_statistics(logits, batch.labels).items():
-                padded = torch.zeros((value.shape[0], width), dtype=value.dtype)
+            for name, value in (token_statistics(logits, batch.labels) if with_stats else {}).items():
+                padded = torch.zeros((value.shape[0], max_length - 1), dtype=value.dtype)
                 padded[:, : value.shape[1]] = value.cpu()
                 stats[name].append(padded)
     finally:
         for handle in handles:
             handle.remove()
-    features = [torch.cat(chunks).numpy() for chunks in pooled]
-    return features, {name: torch.cat(chunks).numpy() for name, chunks in stats.items()}
+    return {"features": [torch.cat(chunks).numpy() for chunks in pooled],
+            "stats": {name: torch.cat(chunks).numpy() for name, chunks in stats.items() if chunks},
+            "states": [torch.cat(chunks).numpy() for chunks in states] if keep_states else []}
 
 
 @torch.no_grad()

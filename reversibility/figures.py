@@ -1,6 +1,9 @@
 """Figures drawn from the tidy tables only (never from models), in PNG and PDF.
 
-One colour per method everywhere; solid lines for unlearned models, dashed for relearned ones.
+Every figure function takes rows of the tables (dicts of strings, as `tables.read_csv` returns
+them) for one (model, dataset) and an output stem; it writes `<stem>.png` and `<stem>.pdf` and
+returns the figure's axes count. One colour per method everywhere (`METHOD_COLOURS`); solid
+lines for unlearned models, dashed for relearned ones, dotted for the base model.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable
 
 import matplotlib
 
@@ -16,101 +19,409 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-STAGE_STYLE = {"unlearned": "-", "relearned": "--"}
-STAGE_ORDER = ("base", "unlearned", "relearned")
+STAGES = ("base", "unlearned", "relearned")
+STAGE_STYLE = {"base": ":", "unlearned": "-", "relearned": "--"}
+METHOD_ORDER = ("ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "rlabel", "simnpo", "finetune")
+_PALETTE = plt.get_cmap("tab10").colors
+METHOD_COLOURS = {method: _PALETTE[i] for i, method in enumerate(METHOD_ORDER)}
+REGIME_COLOURS = {"reversible, retain kept": "#4daf4a", "reversible, catastrophic": "#a6d96a",
+                  "irreversible, retain kept": "#e41a1c", "irreversible, catastrophic": "#984ea3",
+                  "not forgotten": "#bdbdbd", "undetermined": "#ffffff"}
 
 
-def method_colours(methods: Sequence[str]) -> dict[str, tuple]:
-    palette = plt.get_cmap("tab10")
-    return {method: palette(i % 10) for i, method in enumerate(sorted(methods))}
+def colour(method: str):
+    return METHOD_COLOURS.get(method, _PALETTE[(hash(method) % 10)])
 
 
-def _number(value: str) -> float:
-    return float(value) if value not in ("", None) else math.nan
+def number(value) -> float:
+    return math.nan if value in ("", None) else float(value)
 
 
-def _save(fig, out_png: str | os.PathLike, out_pdf: str | os.PathLike) -> None:
+def methods_of(rows: Iterable[dict]) -> list[str]:
+    present = {r["method"] for r in rows if r.get("method")}
+    return sorted(present, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
+
+
+def values_of(rows: Iterable[dict], key: str) -> list[str]:
+    return sorted({r[key] for r in rows if r.get(key) not in ("", None)}, key=float)
+
+
+def save(fig, stem: str | os.PathLike) -> int:
     from .io import atomic_path
 
-    for out in (out_png, out_pdf):
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("png", "pdf"):
+        out = Path(f"{stem}.{suffix}")
+        out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=Path(out).suffix[1:], dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=suffix, dpi=130, bbox_inches="tight")
+    count = len(fig.axes)
     plt.close(fig)
+    return count
 
 
-def _sorted_unique(rows, key: str, numeric: bool = True) -> list[str]:
-    values = {row[key] for row in rows}
-    return sorted(values, key=float) if numeric else sorted(values)
+def _panels(n_rows: int, n_cols: int, width: float = 4.0, height: float = 3.0, **kwargs):
+    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, figsize=(width * n_cols, height * n_rows), **kwargs)
+    return fig, axes
 
 
-def cka_per_layer(rows: list[dict], out_png, out_pdf, split: str = "all", title: str = "") -> None:
-    """Per-layer linear CKA against the base model: one panel per (N, lr), one colour per method."""
-    rows = [r for r in rows if r["split"] == split]
-    n_values, lr_values = _sorted_unique(rows, "n_requests"), _sorted_unique(rows, "learning_rate")
-    colours = method_colours({r["method"] for r in rows})
-    fig, axes = plt.subplots(len(n_values), len(lr_values), squeeze=False, sharey=True,
-                             figsize=(4.2 * len(lr_values), 3.2 * len(n_values)))
-    for i, n in enumerate(n_values):
-        for j, lr in enumerate(lr_values):
-            ax = axes[i][j]
-            panel = [r for r in rows if r["n_requests"] == n and r["learning_rate"] == lr]
-            layer_names = {}
-            for method in sorted({r["method"] for r in panel}):
-                for stage, style in STAGE_STYLE.items():
-                    line = sorted((int(r["layer_index"]), _number(r["cka"]), r["layer"]) for r in panel
-                                  if r["method"] == method and r["stage"] == stage)
-                    if not line:
-                        continue
-                    layer_names.update({k: name for k, _, name in line})
-                    ax.plot([k for k, _, _ in line], [v for _, v, _ in line], style, marker="o",
-                            markersize=3, color=colours[method], label=f"{method} {stage}")
-            ticks = sorted(layer_names)
-            ax.set_xticks(ticks, [_short_layer(layer_names[k]) for k in ticks], rotation=45, fontsize=7)
-            ax.set_ylim(0, 1.02)
-            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
-            ax.grid(alpha=0.3)
-            if j == 0:
-                ax.set_ylabel("linear CKA vs base")
-            if i == len(n_values) - 1:
-                ax.set_xlabel("layer")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(labels) / 4)))
-    fig.suptitle(title or f"Per-layer CKA against the base model ({split} samples)")
-    fig.tight_layout()
-    _save(fig, out_png, out_pdf)
+def _legend(fig, axes) -> None:
+    handles, labels = {}, []
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        fig.legend([handles[label] for label in labels], labels, loc="upper center", ncol=min(5, len(labels)),
+                   fontsize=8, bbox_to_anchor=(0.5, 0.0), frameon=False)
+
+
+def _empty(stem: str | os.PathLike, title: str, message: str) -> int:
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10)
+    ax.set_title(title)
+    return save(fig, stem)
 
 
 def _short_layer(name: str) -> str:
     """model.layers.3 -> L3, model.embed_tokens -> emb, model.norm -> norm."""
-    last = name.split(".")
-    if last[-1].isdigit():
-        return f"L{last[-1]}"
-    return {"embed_tokens": "emb", "norm": "norm"}.get(last[-1], last[-1])
+    last = name.split(".")[-1]
+    return f"L{last}" if last.isdigit() else {"embed_tokens": "emb", "norm": "norm"}.get(last, last)
 
 
-def accuracy_table(rows: list[dict], out_png, out_pdf, title: str = "") -> None:
-    """Forget and retain accuracy of base, unlearned and relearned models, one row per cell."""
-    cells = sorted({(r["method"], r["n_requests"], r["learning_rate"]) for r in rows},
-                   key=lambda c: (c[0], int(c[1]), float(c[2])))
-    measures = [("forget_accuracy", "F.Acc"), ("retain_accuracy", "R.Acc")]
-    values = np.full((len(cells), len(measures) * len(STAGE_ORDER)), np.nan)
-    for row in rows:
-        i = cells.index((row["method"], row["n_requests"], row["learning_rate"]))
-        for m, (column, _) in enumerate(measures):
-            values[i, m * len(STAGE_ORDER) + STAGE_ORDER.index(row["stage"])] = _number(row[column])
-    fig, ax = plt.subplots(figsize=(1.1 * values.shape[1] + 2.5, 0.42 * len(cells) + 1.6))
-    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    for (i, j), value in np.ndenumerate(values):
-        text = "n/a" if math.isnan(value) else f"{value:.2f}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                color="white" if math.isnan(value) or value < 0.6 else "black")
-    ax.set_xticks(range(values.shape[1]),
-                  [f"{label}\n{stage}" for _, label in measures for stage in STAGE_ORDER], fontsize=8)
-    ax.set_yticks(range(len(cells)), [f"{m}  N={n}  lr={lr}" for m, n, lr in cells], fontsize=8)
-    ax.xaxis.tick_top()
-    fig.colorbar(image, ax=ax, label="token accuracy", fraction=0.04)
-    ax.set_title(title or "Forget (F.Acc) and retain (R.Acc) token accuracy", pad=28)
+# --------------------------------------------------------------------------- token metrics
+
+
+def accuracy_trajectory(metrics: list[dict], stem, title: str = "") -> int:
+    """F.Acc (solid) and R.Acc (dashed) from base to unlearned to relearned, per method; one
+    panel per (N, lr): forgetting that relearning undoes climbs back up (the paper's Figure 1)."""
+    ns, lrs = values_of(metrics, "n_requests"), values_of(metrics, "learning_rate")
+    fig, axes = _panels(len(ns), len(lrs), sharey=True)
+    for i, n in enumerate(ns):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            panel = [r for r in metrics if r["n_requests"] == n and r["learning_rate"] == lr]
+            for method in methods_of(panel):
+                by_stage = {r["stage"]: r for r in panel if r["method"] == method}
+                for column, style, label in (("forget_accuracy", "-", "F.Acc"), ("retain_accuracy", "--", "R.Acc")):
+                    ys = [number(by_stage[s][column]) if s in by_stage else math.nan for s in STAGES]
+                    ax.plot(range(3), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
+            ax.set_xticks(range(3), STAGES)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
+            ax.set_ylabel("token accuracy" if j == 0 else "")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title or "Forget (solid) and retain (dashed) accuracy through unlearning and relearning")
     fig.tight_layout()
-    _save(fig, out_png, out_pdf)
+    return save(fig, stem)
+
+
+def single_unlearning(metrics: list[dict], stem, title: str = "") -> int:
+    """N = 1: LOSS-attack AUC, F.Acc and R.Acc of each method x learning rate, per stage."""
+    rows = [r for r in metrics if r["n_requests"] == "1"]
+    if not rows:
+        return _empty(stem, title or "Single unlearning", "no N = 1 cell in the grid")
+    cells = sorted({(r["method"], r["learning_rate"]) for r in rows},
+                   key=lambda c: (methods_of([{"method": c[0]}] + rows).index(c[0]), float(c[1])))
+    measures = (("mia_loss_auc", "LOSS-attack AUC"), ("forget_accuracy", "F.Acc"), ("retain_accuracy", "R.Acc"))
+    fig, axes = _panels(1, len(measures), width=max(4.0, 0.55 * len(cells) + 1.5), height=3.4)
+    width = 0.8 / len(STAGES)
+    for ax, (column, label) in zip(axes[0], measures):
+        for k, stage in enumerate(STAGES):
+            values = [number(next((r[column] for r in rows if (r["method"], r["learning_rate"]) == cell
+                                   and r["stage"] == stage), "")) for cell in cells]
+            ax.bar(np.arange(len(cells)) + (k - 1) * width, values, width, label=stage,
+                   color=["#999999", "#d95f02", "#1b9e77"][k])
+        ax.set_xticks(range(len(cells)), [f"{m}\n{lr}" for m, lr in cells], fontsize=7, rotation=90)
+        ax.set_title(label, fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title or "Single unlearning (N = 1)")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def continual_heatmaps(metrics: list[dict], stem, title: str = "") -> int:
+    """Per method, N x learning-rate heatmaps of F.Acc and R.Acc after unlearning and relearning."""
+    methods = methods_of(metrics)
+    ns, lrs = values_of(metrics, "n_requests"), values_of(metrics, "learning_rate")
+    columns = [("forget_accuracy", "unlearned"), ("forget_accuracy", "relearned"),
+               ("retain_accuracy", "unlearned"), ("retain_accuracy", "relearned")]
+    fig, axes = _panels(len(methods), len(columns), width=0.7 * len(lrs) + 1.8, height=0.45 * len(ns) + 1.3)
+    image = None
+    for i, method in enumerate(methods):
+        for j, (column, stage) in enumerate(columns):
+            ax = axes[i][j]
+            grid = np.full((len(ns), len(lrs)), np.nan)
+            for r in metrics:
+                if r["method"] == method and r["stage"] == stage:
+                    grid[ns.index(r["n_requests"]), lrs.index(r["learning_rate"])] = number(r[column])
+            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+            for (a, b), value in np.ndenumerate(grid):
+                if math.isfinite(value):
+                    ax.text(b, a, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if value < 0.6 else "black")
+            ax.set_xticks(range(len(lrs)), lrs, fontsize=7)
+            ax.set_yticks(range(len(ns)), ns, fontsize=7)
+            ax.set_title(f"{method}: {'F.Acc' if column.startswith('forget') else 'R.Acc'} {stage}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("N requests")
+            if i == len(methods) - 1:
+                ax.set_xlabel("learning rate")
+    if image is not None:
+        fig.colorbar(image, ax=axes, fraction=0.02, label="token accuracy")
+    fig.suptitle(title or "Continual unlearning: accuracy over N x learning rate")
+    return save(fig, stem)
+
+
+def request_curves(requests: list[dict], stem, title: str = "") -> int:
+    """Accuracy after each request: on everything requested so far (solid) and on retain samples
+    (dashed), per method; one panel per (N, lr) with N > 1."""
+    rows = [r for r in requests if int(r["n_requests"]) > 1]
+    if not rows:
+        return _empty(stem, title or "Continual unlearning", "no cell with more than one request")
+    ns, lrs = values_of(rows, "n_requests"), values_of(rows, "learning_rate")
+    fig, axes = _panels(len(ns), len(lrs), sharey=True)
+    for i, n in enumerate(ns):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            panel = [r for r in rows if r["n_requests"] == n and r["learning_rate"] == lr]
+            for method in methods_of(panel):
+                points = sorted(((int(r["request"]), number(r["forget_seen_accuracy"]), number(r["retain_accuracy"]))
+                                 for r in panel if r["method"] == method))
+                xs = [p[0] for p in points]
+                ax.plot(xs, [p[1] for p in points], "-", marker="o", markersize=3, color=colour(method),
+                        label=f"{method} forget")
+                ax.plot(xs, [p[2] for p in points], "--", color=colour(method), label=f"{method} retain")
+            ax.set_ylim(0, 1)
+            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
+            ax.set_xlabel("request")
+            ax.set_ylabel("token accuracy" if j == 0 else "")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title or "Accuracy after each unlearning request")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def relearning_curves(relearning: list[dict], stem, title: str = "") -> int:
+    """Forget accuracy (solid) and retain accuracy (dashed) against relearning steps."""
+    ns, lrs = values_of(relearning, "n_requests"), values_of(relearning, "learning_rate")
+    fig, axes = _panels(len(ns), len(lrs), sharey=True)
+    for i, n in enumerate(ns):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            panel = [r for r in relearning if r["n_requests"] == n and r["learning_rate"] == lr]
+            for method in methods_of(panel):
+                points = sorted((int(r["step"]), number(r["forget_accuracy"]), number(r["retain_accuracy"]))
+                                for r in panel if r["method"] == method)
+                xs = [p[0] for p in points]
+                ax.plot(xs, [p[1] for p in points], "-", marker="o", markersize=3, color=colour(method),
+                        label=f"{method} forget")
+                ax.plot(xs, [p[2] for p in points], "--", color=colour(method), label=f"{method} retain")
+            ax.set_ylim(0, 1)
+            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
+            ax.set_xlabel("relearning step")
+            ax.set_ylabel("token accuracy" if j == 0 else "")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title or "Relearning efficiency")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def math_accuracy(metrics: list[dict], stem, title: str = "") -> int:
+    """GSM8K-style and MATH-style answer accuracy per method, for base, unlearned and relearned."""
+    styles = [s for s in ("gsm8k", "math") if any(r.get(f"math_{s}_accuracy") not in ("", None) for r in metrics)]
+    if not styles:
+        return _empty(stem, title or "Math accuracy", "no held-out math problems in this dataset")
+    cells = sorted({(r["method"], r["n_requests"], r["learning_rate"]) for r in metrics},
+                   key=lambda c: (methods_of(metrics).index(c[0]), int(c[1]), float(c[2])))
+    fig, axes = _panels(1, len(styles), width=max(4.0, 0.5 * len(cells) + 1.5), height=3.4)
+    width = 0.8 / len(STAGES)
+    for ax, style in zip(axes[0], styles):
+        for k, stage in enumerate(STAGES):
+            values = [number(next((r[f"math_{style}_accuracy"] for r in metrics if r["stage"] == stage and
+                                   (r["method"], r["n_requests"], r["learning_rate"]) == cell), "")) for cell in cells]
+            ax.bar(np.arange(len(cells)) + (k - 1) * width, values, width, label=stage,
+                   color=["#999999", "#d95f02", "#1b9e77"][k])
+        ax.set_xticks(range(len(cells)), [f"{m} N={n}\nlr={lr}" for m, n, lr in cells], fontsize=7, rotation=90)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{'GSM8K' if style == 'gsm8k' else 'MATH'}-style answer accuracy", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title or "Math accuracy")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def regime_map(regimes: list[dict], stem, title: str = "") -> int:
+    """The regime of every cell: methods down, (N, lr) across."""
+    methods = methods_of(regimes)
+    columns = sorted({(r["n_requests"], r["learning_rate"]) for r in regimes}, key=lambda c: (int(c[0]), float(c[1])))
+    fig, ax = plt.subplots(figsize=(1.3 * len(columns) + 2.5, 0.45 * len(methods) + 1.6))
+    names = list(REGIME_COLOURS)
+    grid = np.full((len(methods), len(columns)), np.nan)
+    for r in regimes:
+        grid[methods.index(r["method"]), columns.index((r["n_requests"], r["learning_rate"]))] = names.index(r["regime"])
+    cmap = matplotlib.colors.ListedColormap([REGIME_COLOURS[n] for n in names])
+    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
+    for r in regimes:
+        i, j = methods.index(r["method"]), columns.index((r["n_requests"], r["learning_rate"]))
+        ax.text(j, i, r["regime"].replace(", ", "\n"), ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(columns)), [f"N={n}\nlr={lr}" for n, lr in columns], fontsize=8)
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    ax.set_title(title or "Regimes: reversible or irreversible forgetting, catastrophic or not")
+    return save(fig, stem)
+
+
+# --------------------------------------------------------------------------- representations
+
+
+def per_layer(representations: list[dict], stem, column: str, ylabel: str, split: str = "all",
+              title: str = "") -> int:
+    """A per-layer diagnostic against the base model: one panel per (N, lr), one colour per
+    method, unlearned solid and relearned dashed."""
+    rows = [r for r in representations if r["split"] == split]
+    ns, lrs = values_of(rows, "n_requests"), values_of(rows, "learning_rate")
+    fig, axes = _panels(len(ns), len(lrs), sharey=True)
+    for i, n in enumerate(ns):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            panel = [r for r in rows if r["n_requests"] == n and r["learning_rate"] == lr]
+            names = {}
+            for method in methods_of(panel):
+                for stage in ("unlearned", "relearned"):
+                    line = sorted((int(r["layer_index"]), number(r[column]), r["layer"]) for r in panel
+                                  if r["method"] == method and r["stage"] == stage)
+                    names.update({k: name for k, _, name in line})
+                    ax.plot([k for k, _, _ in line], [v for _, v, _ in line], STAGE_STYLE[stage], marker="o",
+                            markersize=3, color=colour(method), label=f"{method} {stage}")
+            ax.set_xticks(sorted(names), [_short_layer(names[k]) for k in sorted(names)], rotation=45, fontsize=7)
+            ax.set_ylim(0, 1.02)
+            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
+            ax.set_ylabel(ylabel if j == 0 else "")
+            ax.set_xlabel("layer" if i == len(ns) - 1 else "")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def cka_per_layer(representations: list[dict], stem, title: str = "") -> int:
+    return per_layer(representations, stem, "cka", "linear CKA vs base",
+                     title=title or "Per-layer linear CKA against the base model (all samples)")
+
+
+def pca_similarity_per_layer(representations: list[dict], stem, title: str = "") -> int:
+    return per_layer(representations, stem, "pc1_cosine", "|cos(PC1 base, PC1)|",
+                     title=title or "Per-layer PCA similarity to the base model (all samples)")
+
+
+def pca_shift_scatter(representations: list[dict], stem, split: str = "all", title: str = "") -> int:
+    """Per layer, the updated centroid in the base's (PC1, PC2) coordinates, normalised by the
+    base spread: the base sits at the origin, lines join it to the unlearned (o) and relearned
+    (x) points; colour marks the layer. One panel per (method, lr) at the largest N."""
+    rows = [r for r in representations if r["split"] == split]
+    if not rows:
+        return _empty(stem, "PCA shift", "no diagnostics")
+    largest = values_of(rows, "n_requests")[-1]
+    rows = [r for r in rows if r["n_requests"] == largest]
+    panels = sorted({(r["method"], r["learning_rate"]) for r in rows},
+                    key=lambda p: (methods_of(rows).index(p[0]), float(p[1])))
+    n_cols = min(4, len(panels))
+    fig, axes = _panels(math.ceil(len(panels) / n_cols), n_cols, width=3.4, height=3.2)
+    n_layers = 1 + max(int(r["layer_index"]) for r in rows)
+    cmap = plt.get_cmap("viridis")
+    for ax, (method, lr) in zip(np.ravel(axes), panels):
+        for stage, marker in (("unlearned", "o"), ("relearned", "x")):
+            for r in rows:
+                if r["method"] == method and r["learning_rate"] == lr and r["stage"] == stage:
+                    x, y = number(r["normalised_pc1"]), number(r["normalised_pc2"])
+                    shade = cmap(int(r["layer_index"]) / max(1, n_layers - 1))
+                    ax.plot([0, x], [0, y], "-", color=shade, alpha=0.4, linewidth=0.8)
+                    ax.plot([x], [y], marker, color=shade, markersize=5)
+        ax.plot([0], [0], "k*", markersize=8)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.axvline(0, color="grey", linewidth=0.5)
+        ax.set_title(f"{method}, N = {largest}, lr = {lr}", fontsize=8)
+        ax.set_xlabel("shift along base PC1 (base sd)", fontsize=7)
+        ax.set_ylabel("base PC2 coordinate (base sd)", fontsize=7)
+    for ax in np.ravel(axes)[len(panels):]:
+        ax.axis("off")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, n_layers - 1), cmap=cmap),
+                 ax=axes, fraction=0.02, label="layer index")
+    fig.suptitle(title or "PCA shift per layer: o unlearned, x relearned, * base")
+    return save(fig, stem)
+
+
+def fisher_histograms(histograms: list[dict], stem, layer: str | None = None, title: str = "") -> int:
+    """Fisher diagonal histograms of one decoder layer (the last by default) on log-spaced
+    bins: base (dotted), unlearned (solid), relearned (dashed); one panel per (method, lr) at
+    the largest N."""
+    if not histograms:
+        return _empty(stem, "Fisher information", "no Fisher information was computed (capture.fisher_samples: 0)")
+    layers = sorted({r["layer"] for r in histograms}, key=lambda name: int(name.split(".")[-1]))
+    layer = layer or layers[-1]
+    rows = [r for r in histograms if r["layer"] == layer]
+    base = [r for r in rows if r["stage"] == "base"]
+    cells = [r for r in rows if r["stage"] != "base"]
+    largest = values_of(cells, "n_requests")[-1]
+    cells = [r for r in cells if r["n_requests"] == largest]
+    panels = sorted({(r["method"], r["learning_rate"]) for r in cells},
+                    key=lambda p: (methods_of(cells).index(p[0]), float(p[1])))
+    n_cols = min(4, len(panels))
+    fig, axes = _panels(math.ceil(len(panels) / n_cols), n_cols, width=3.4, height=2.8, sharey=True)
+
+    def step(ax, part, style, label, shade):
+        points = sorted((number(r["bin_low"]), number(r["bin_high"]), number(r["count"])) for r in part)
+        if points:
+            edges = [p[0] for p in points] + [points[-1][1]]
+            ax.stairs([p[2] for p in points], edges, linestyle=style, color=shade, label=label)
+
+    for ax, (method, lr) in zip(np.ravel(axes), panels):
+        step(ax, base, ":", "base", "black")
+        for stage in ("unlearned", "relearned"):
+            step(ax, [r for r in cells if (r["method"], r["learning_rate"], r["stage"]) == (method, lr, stage)],
+                 STAGE_STYLE[stage], stage, colour(method))
+        ax.set_xscale("log")
+        ax.set_title(f"{method}, N = {largest}, lr = {lr}", fontsize=8)
+        ax.set_xlabel("Fisher value", fontsize=7)
+        ax.set_ylabel("parameters", fontsize=7)
+        ax.legend(fontsize=6)
+    for ax in np.ravel(axes)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title or f"Diagonal Fisher information of {layer}")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+# --------------------------------------------------------------------------- registry
+# name -> (function, the table it reads); the figures rule draws every one per (model, dataset).
+
+FIGURES: dict[str, tuple[Callable[..., int], str]] = {
+    "accuracy_trajectory": (accuracy_trajectory, "metrics"),
+    "single_unlearning": (single_unlearning, "metrics"),
+    "continual_heatmaps": (continual_heatmaps, "metrics"),
+    "request_curves": (request_curves, "requests"),
+    "relearning_curves": (relearning_curves, "relearning"),
+    "math_accuracy": (math_accuracy, "metrics"),
+    "regime_map": (regime_map, "regimes"),
+    "cka_per_layer": (cka_per_layer, "representations"),
+    "pca_similarity": (pca_similarity_per_layer, "representations"),
+    "pca_shift": (pca_shift_scatter, "representations"),
+    "fisher_histograms": (fisher_histograms, "fisher_histograms"),
+}
+
+
+def draw_all(tables: dict[str, list[dict]], model: str, dataset: str, out_dir: str | os.PathLike) -> dict[str, int]:
+    """Every figure of one (model, dataset) into `out_dir`; returns each figure's axes count."""
+    counts = {}
+    for name, (draw, table) in FIGURES.items():
+        rows = [r for r in tables[table] if r["model"] == model and r["dataset"] == dataset]
+        counts[name] = draw(rows, Path(out_dir) / name)
+    return counts

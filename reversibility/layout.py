@@ -25,3 +25,24 @@ def diagnostics_json(cell: Cell, stage: str) -> str:
 def curve_json(cell: Cell, kind: str) -> str:
     """Accuracies during training: kind `requests` (after each request) or `relearning`."""
     return f"{RESULTS}/metrics/{cell.key}/{kind}.json"
+
+
+# Every tidy table (results/tables/<name>.csv), written by the tables rule.
+TABLES = ("metrics", "regimes", "single_unlearning", "representations", "representation_summary", "fisher",
+          "fisher_histograms", "requests", "relearning")
+
+# Every figure drawn per (model, dataset), with its report category; captions live in
+# workflow/report/figures/<name>.rst and the drawing functions in figures.FIGURES.
+FIGURE_KINDS = {
+    "accuracy_trajectory": "Token metrics",
+    "single_unlearning": "Token metrics",
+    "continual_heatmaps": "Token metrics",
+    "request_curves": "Token metrics",
+    "relearning_curves": "Token metrics",
+    "math_accuracy": "Token metrics",
+    "regime_map": "Regimes",
+    "cka_per_layer": "Representations",
+    "pca_similarity": "Representations",
+    "pca_shift": "Representations",
+    "fisher_histograms": "Representations",
+}

@@ -10,4 +10,5 @@ with runtime.job_log(snakemake.log[0]):
             Path(snakemake.input.manifest).parent,
             snakemake.output[name],
             n_requests=int(snakemake.wildcards.n),
+            **snakemake.params.config,
         )

@@ -1,20 +1,39 @@
 from reversibility import runtime
 from reversibility.config import cells
 from reversibility.tables import (
-    CKA_COLUMNS,
+    FISHER_COLUMNS,
+    HISTOGRAM_COLUMNS,
     METRICS_COLUMNS,
+    REGIME_COLUMNS,
     RELEARNING_COLUMNS,
+    REPRESENTATION_COLUMNS,
     REQUEST_COLUMNS,
-    cka_rows,
+    SINGLE_COLUMNS,
+    SUMMARY_COLUMNS,
+    latex_table,
     metrics_rows,
+    regime_rows,
     relearning_rows,
+    representation_rows,
     request_rows,
+    single_unlearning_rows,
     write_csv,
+    write_text,
 )
 
 with runtime.job_log(snakemake.log[0]):
     grid = list(cells(snakemake.config))
-    write_csv(snakemake.output.metrics, METRICS_COLUMNS, metrics_rows(grid))
-    write_csv(snakemake.output.cka, CKA_COLUMNS, cka_rows(grid))
-    write_csv(snakemake.output.requests, REQUEST_COLUMNS, request_rows(grid))
-    write_csv(snakemake.output.relearning, RELEARNING_COLUMNS, relearning_rows(grid))
+    out = snakemake.output
+    metrics = metrics_rows(grid)
+    write_csv(out.metrics, METRICS_COLUMNS, metrics)
+    write_csv(out.regimes, REGIME_COLUMNS, regime_rows(metrics, snakemake.params.regimes))
+    single = single_unlearning_rows(metrics)
+    write_csv(out.single_unlearning, SINGLE_COLUMNS, single)
+    write_text(out.single_unlearning_latex, latex_table(single))
+    representations = representation_rows(grid)
+    write_csv(out.representations, REPRESENTATION_COLUMNS, representations["layers"])
+    write_csv(out.summary, SUMMARY_COLUMNS, representations["summary"])
+    write_csv(out.fisher, FISHER_COLUMNS, representations["fisher"])
+    write_csv(out.fisher_histograms, HISTOGRAM_COLUMNS, representations["histograms"])
+    write_csv(out.requests, REQUEST_COLUMNS, request_rows(grid))
+    write_csv(out.relearning, RELEARNING_COLUMNS, relearning_rows(grid))

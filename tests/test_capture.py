@@ -25,13 +25,24 @@ def test_mean_pooling_ignores_pads_and_last_takes_the_last_real_token():
 def test_adding_pads_to_a_batch_changes_no_captured_value(tiny_model, tiny_tokenizer):
     sequences = encode(tiny_tokenizer, TEXTS, 32)
     alone = [capture_split(tiny_model, [s], tiny_tokenizer.pad_token_id, 1, "mean", 32, "cpu") for s in sequences]
-    together_features, together_stats = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id,
-                                                      8, "mean", 32, "cpu")
-    for row, (features, stats) in enumerate(alone):
-        for layer, feats in enumerate(features):
-            np.testing.assert_allclose(together_features[layer][row], feats[0], atol=1e-5)
-        for name in ("logprob", "correct", "mask"):
-            np.testing.assert_allclose(together_stats[name][row], stats[name][0], atol=1e-5)
+    together = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 8, "mean", 32, "cpu")
+    for row, single in enumerate(alone):
+        for layer, feats in enumerate(single["features"]):
+            np.testing.assert_allclose(together["features"][layer][row], feats[0], atol=1e-5)
+        for name in ("logprob", "correct", "mask", "mu", "sigma"):
+            # Batched attention over a padded batch differs from a single sequence by float noise.
+            np.testing.assert_allclose(together["stats"][name][row], single["stats"][name][0], atol=1e-4)
+
+
+def test_token_states_are_kept_for_the_first_samples_only(tiny_model, tiny_tokenizer):
+    sequences = encode(tiny_tokenizer, TEXTS, 32)
+    captured = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 2, "mean", 32, "cpu",
+                             keep_states=3)
+    assert len(captured["states"]) == 4 and captured["states"][1].shape == (3, 32, 16)
+    # Mean pooling is the masked mean of the kept states.
+    mask = np.array([[1.0] * len(s) + [0.0] * (32 - len(s)) for s in sequences[:3]])
+    pooled = (captured["states"][1] * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+    np.testing.assert_allclose(pooled, captured["features"][1][:3], atol=1e-5)
 
 
 def test_token_statistics_on_hand_built_logits():

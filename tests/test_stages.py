@@ -65,6 +65,6 @@ def test_a_diverging_cell_is_marked_collapsed_and_still_measured(micro_run, tmp_
                                micro_run / "results/data/github", tmp_path / f"{stage}-cka.json", n_requests=2)
         metrics = read_json(tmp_path / f"{stage}.json")
         assert metrics["collapsed"] is True
-        assert len(read_json(tmp_path / f"{stage}-cka.json")["cka"]["all"]) == 4
+        assert len(read_json(tmp_path / f"{stage}-cka.json")["splits"]["all"]["cka"]) == 4
         json.dumps(metrics, allow_nan=False)  # strict JSON: non-finite numbers became null
     assert read_json(tmp_path / "relearning.json")["collapsed"] is True

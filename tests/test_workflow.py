@@ -43,12 +43,42 @@ def test_cka_of_the_base_against_itself_is_one(micro_run):
             assert linear_cka(x, x) == pytest.approx(1.0)
 
 
-def test_cka_table_has_every_layer_of_every_cell_and_stage(micro_run):
-    cka = read_csv(micro_run / "results/tables/cka.csv")
-    keys = {(r["learning_rate"], r["stage"], r["split"]) for r in cka}
+def test_representation_table_has_every_layer_of_every_cell_and_stage(micro_run):
+    table = read_csv(micro_run / "results/tables/representations.csv")
+    keys = {(r["learning_rate"], r["stage"], r["split"]) for r in table}
     assert len(keys) == 2 * 2 * 4
-    assert all(len([r for r in cka if (r["learning_rate"], r["stage"], r["split"]) == k]) == 4 for k in keys)
-    assert all(0.0 <= float(r["cka"]) <= 1.0 + 1e-9 for r in cka)
+    assert all(len([r for r in table if (r["learning_rate"], r["stage"], r["split"]) == k]) == 4 for k in keys)
+    for row in table:
+        assert 0.0 <= float(row["cka"]) <= 1.0 + 1e-9 and 0.0 <= float(row["pc1_cosine"]) <= 1.0 + 1e-9
+        assert float(row["distance"]) >= 0.0
+
+
+def test_fisher_is_measured_for_every_decoder_layer(micro_run):
+    fisher = read_csv(micro_run / "results/tables/fisher.csv")
+    assert {r["layer"] for r in fisher} == {"model.layers.0", "model.layers.1"}
+    assert all(float(r["mass_base"]) > 0 and float(r["mass"]) > 0 for r in fisher)
+    histograms = read_csv(micro_run / "results/tables/fisher_histograms.csv")
+    assert {r["stage"] for r in histograms} == {"base", "unlearned", "relearned"}
+
+
+def test_metrics_follow_their_documented_schema(micro_run):
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/metrics.schema.yaml").read_text())
+    files = list((micro_run / "results/metrics").rglob("*.json"))
+    stages = [f for f in files if not f.name.endswith(".meta.json") and f.stem in ("unlearned", "relearned")
+              or f.parent.name == "base" and not f.name.endswith(".meta.json")]
+    assert len(stages) == 5
+    for path in stages:
+        jsonschema.validate(json.loads(path.read_text()), schema)
+
+
+def test_regimes_are_assigned_to_every_cell(micro_run):
+    regimes = read_csv(micro_run / "results/tables/regimes.csv")
+    assert len(regimes) == 2 and all(r["regime"] for r in regimes)
+    single = (micro_run / "results/tables/single_unlearning.tex").read_text()
+    assert "\\begin{tabular}" in single
 
 
 def test_artifacts_carry_provenance(micro_run):
@@ -60,18 +90,22 @@ def test_artifacts_carry_provenance(micro_run):
     assert not list((micro_run / "results").rglob("*.bin")) and not list((micro_run / "results").rglob("*.pt"))
 
 
-def test_figures_are_images(micro_run):
-    for name in ("cka_per_layer", "accuracy"):
+def test_every_figure_kind_is_drawn(micro_run):
+    from reversibility.layout import FIGURE_KINDS
+
+    for name in FIGURE_KINDS:
         png = (micro_run / f"results/figures/micro/github/{name}.png").read_bytes()
         pdf = (micro_run / f"results/figures/micro/github/{name}.pdf").read_bytes()
-        assert png.startswith(b"\x89PNG") and pdf.startswith(b"%PDF")
+        assert png.startswith(b"\x89PNG") and pdf.startswith(b"%PDF"), name
 
 
 def test_report_holds_the_figures(micro_copy):
+    from reversibility.layout import FIGURE_KINDS
+
     result = run_snakemake(micro_copy, "--report", "results/report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     html = (micro_copy / "results/report.html").read_text()
-    assert "cka_per_layer.png" in html and "accuracy.png" in html and "metrics.csv" in html
+    assert all(f"{name}.png" in html for name in FIGURE_KINDS) and "metrics.csv" in html
 
 
 # ----------------------------------------------------------------------------- incremental reruns
@@ -86,9 +120,11 @@ def test_adding_a_learning_rate_plans_only_the_new_cell_and_the_aggregates(micro
     planned = plan(micro_copy, micro_config)
     per_cell = [p for p in planned if p.split("/")[1] in CELL_RULE_OUTPUTS]
     assert per_cell and all("/lr0.01/" in p for p in per_cell)
+    from reversibility.layout import FIGURE_KINDS, TABLES
+
     assert {p for p in planned if p not in per_cell} == {
-        "results/tables/metrics.csv", "results/tables/cka.csv",
-        *(f"results/figures/micro/github/{n}.{e}" for n in ("cka_per_layer", "accuracy") for e in ("png", "pdf"))}
+        *(f"results/tables/{name}.csv" for name in TABLES), "results/tables/single_unlearning.tex",
+        *(f"results/figures/micro/github/{n}.{e}" for n in FIGURE_KINDS for e in ("png", "pdf"))}
     assert "results/runs/micro/github/ga/n2/lr0.01/unlearned" in planned
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from pathlib import Path
 from typing import Mapping
 
 from .. import data
 from ..activations import write_capture
 from ..capture import capture_split, layer_modules
+from ..generation import greedy_generate
+from ..fisher import BINS, decoder_layer_paths, diagonal_fisher, summarise
 from ..io import read_json
 from ..models import load_checkpoint, pick_device
 from ..provenance import CHECKPOINT_RECORD, Recorder
@@ -26,22 +29,55 @@ PathLike = str | os.PathLike
 
 def capture_model(model, tokenizer, checkpoint_dir: PathLike, data_dir: PathLike, out_path: PathLike, *,
                   capture_config: Mapping, max_length: int) -> None:
-    """Capture the model saved at `checkpoint_dir` (already loaded) on every evaluation split."""
+    """Capture the model saved at `checkpoint_dir` (already loaded) on every evaluation split,
+    and its diagonal Fisher on the first `capture.fisher_samples` forget samples."""
     log.info("capturing %s", checkpoint_dir)
+    manifest = data.load_manifest(data_dir)
     recorder = Recorder(params={"capture": dict(capture_config), "max_length": max_length},
                         inputs={"checkpoint": checkpoint_dir, "manifest": Path(data_dir) / "manifest.json"})
+    recorder.extra["split_sha256"] = {split: info["sha256"] for split, info in manifest["splits"].items()}
     device = next(model.parameters()).device
+    splits = evaluation_splits(data_dir, capture_config)
     captured = {}
-    for split, records in evaluation_splits(data_dir, capture_config).items():
+    for split, records in splits.items():
         sequences = encode(tokenizer, [r["text"] for r in records], max_length)
-        features, stats = capture_split(model, sequences, tokenizer.pad_token_id, capture_config["batch_size"],
-                                        capture_config["pooling"], max_length, device)
-        captured[split] = {"ids": [r["id"] for r in records], "features": features, "stats": stats}
+        captured[split] = {"ids": [r["id"] for r in records],
+                           **capture_split(model, sequences, tokenizer.pad_token_id, capture_config["batch_size"],
+                                           capture_config["pooling"], max_length, device,
+                                           keep_states=capture_config["token_states"])}
+    for split, records in splits.items():
+        captured[split]["zlib"] = [zlib_length(tokenizer, ids) for ids in
+                                   encode(tokenizer, [r["text"] for r in records], max_length)]
+    math = math_generations(model, tokenizer, data_dir, capture_config, max_length)
+    fisher = None
+    if capture_config["fisher_samples"]:
+        probe = encode(tokenizer, [r["text"] for r in splits["forget"][: capture_config["fisher_samples"]]],
+                       max_length)
+        values = diagonal_fisher(model, probe, tokenizer.pad_token_id, decoder_layer_paths(model),
+                                 chunk_size=capture_config["fisher_chunk"])
+        fisher = {path: {**summary, "samples": len(probe)} for path, summary in summarise(values).items()}
     checkpoint = read_json(Path(checkpoint_dir) / CHECKPOINT_RECORD)
     write_capture(out_path, [layer for layer, _ in layer_modules(model)], captured,
                   {"pooling": capture_config["pooling"], "max_length": max_length,
                    "collapsed": bool(checkpoint.get("collapsed", False)), "provenance": recorder.record()},
-                  dtype=capture_config["dtype"])
+                  dtype=capture_config["dtype"], fisher=fisher, fisher_bins=BINS, math=math)
+
+
+def zlib_length(tokenizer, ids: list[int]) -> int:
+    """zlib-compressed length in bytes of the text the model actually saw (BOS dropped)."""
+    return len(zlib.compress(tokenizer.decode(ids[1:]).encode("utf-8")))
+
+
+def math_generations(model, tokenizer, data_dir: PathLike, capture_config: Mapping, max_length: int) -> dict | None:
+    """Greedy solutions to the dataset's held-out math problems (None when it has none)."""
+    settings = capture_config["math"]
+    problems = data.load_split(data_dir, "math_eval")[: settings["problems"]]
+    if not problems or not settings["problems"]:
+        return None
+    prompts = [settings["prompt"].format(question=p["question"]) for p in problems]
+    generations = greedy_generate(model, tokenizer, prompts, settings["max_new_tokens"], settings["batch_size"],
+                                  max_prompt_tokens=max_length, stop=settings["stop"])
+    return {"ids": [p["id"] for p in problems], "generations": generations}
 
 
 def capture_base(checkpoint_dir: PathLike, data_dir: PathLike, out_path: PathLike, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -10,27 +11,45 @@ import numpy as np
 from .. import data
 from ..activations import Capture
 from ..io import write_json
-from ..metrics import loss_attack, select_rows, split_metrics
+from ..answers import is_correct
+from ..metrics import attack_aucs, per_sequence_accuracy, select_rows, split_metrics
 from ..provenance import Recorder
-from ..representations import linear_cka
+from ..fisher import histogram_distance
+from ..representations import linear_cka, mean_pca_distance, pca_shift, pca_similarity
 
 PathLike = str | os.PathLike
 
 
 def stage_metrics(capture_path: PathLike, data_dir: PathLike, out_path: PathLike, *,
-                  n_requests: int) -> None:
-    """Token metrics of one checkpoint, with the forget set of a cell with N = n_requests."""
-    recorder = Recorder(params={"n_requests": n_requests}, inputs={"capture": capture_path})
+                  n_requests: int, mia_k: float = 0.2) -> None:
+    """Token metrics, membership-inference AUCs and math accuracy of one checkpoint, with the
+    forget set of a cell with N = n_requests (the layout is in workflow/schemas/metrics.schema.yaml)."""
+    recorder = Recorder(params={"n_requests": n_requests, "mia_k": mia_k}, inputs={"capture": capture_path})
     with Capture(capture_path) as cap:
+        rows = forget_rows(cap.ids("forget"), data_dir, n_requests)
         stats = {split: cap.token_stats(split) for split in ("forget", "retain", "holdout")}
-        stats["forget"] = select_rows(stats["forget"], forget_rows(cap.ids("forget"), data_dir, n_requests))
+        stats["forget"] = select_rows(stats["forget"], rows)
+        zlib = {"forget": cap.zlib("forget")[rows], "holdout": cap.zlib("holdout")}
         collapsed = bool(cap.attr("collapsed", False))
-    result = {split: split_metrics(s) for split, s in stats.items()}
-    result["mia"] = {"loss_auc": loss_attack(stats["forget"], stats["holdout"])}
+        math = cap.math()
+    result = {split: {**split_metrics(s), "sequence_accuracy": per_sequence_accuracy(s)}
+              for split, s in stats.items()}
+    result["mia"] = attack_aucs(stats["forget"], stats["holdout"], zlib["forget"], zlib["holdout"], mia_k)
+    result["math"] = math_accuracy(math, data_dir) if math else None
     result["collapsed"] = collapsed
     result["n_requests"] = n_requests
     write_json(out_path, result)
     recorder.write_beside(out_path)
+
+
+def math_accuracy(math: dict[str, list[str]], data_dir: PathLike) -> dict[str, dict]:
+    """Per evaluation set (answer style), the share of generations whose final answer is right."""
+    problems = {p["id"]: p for p in data.load_split(data_dir, "math_eval")}
+    by_set: dict[str, list[bool]] = defaultdict(list)
+    for sample_id, generated in zip(math["ids"], math["generations"]):
+        problem = problems[sample_id]
+        by_set[problem.get("set", problem["style"])].append(is_correct(generated, problem["answer"], problem["style"]))
+    return {name: {"accuracy": float(np.mean(hits)), "problems": len(hits)} for name, hits in by_set.items()}
 
 
 def forget_rows(capture_ids: list[str], data_dir: PathLike, n_requests: int) -> np.ndarray:
@@ -44,24 +63,76 @@ def forget_rows(capture_ids: list[str], data_dir: PathLike, n_requests: int) -> 
 
 
 def diagnostics(base_capture: PathLike, stage_capture: PathLike, data_dir: PathLike,
-                out_path: PathLike, *, n_requests: int) -> None:
-    """Per-layer linear CKA of a checkpoint's features against the base model's, per split."""
-    recorder = Recorder(params={"n_requests": n_requests},
+                out_path: PathLike, *, n_requests: int, pca_components: int = 5,
+                layer_matrix: bool = False) -> None:
+    """Representation diagnostics of a checkpoint against the base model, per layer and split:
+    linear CKA (biased and unbiased), PCA similarity and PCA shift; Fisher distances per layer."""
+    recorder = Recorder(params={"n_requests": n_requests, "pca_components": pca_components,
+                                "layer_matrix": layer_matrix},
                         inputs={"base": base_capture, "stage": stage_capture})
     with Capture(base_capture) as base, Capture(stage_capture) as stage:
         if base.layers != stage.layers:
             raise ValueError(f"{stage_capture}: its layers differ from those of {base_capture}")
         subsets = {"forget": forget_rows(base.ids("forget"), data_dir, n_requests),
                    "retain": slice(None), "holdout": slice(None)}
-        cka: dict[str, list[float]] = {name: [] for name in (*subsets, "all")}
+        per_split = {split: defaultdict(list) for split in (*subsets, "all")}
+        all_views = []
         for layer in range(len(base.layers)):
             views = {split: (base.features(split, layer)[rows], stage.features(split, layer)[rows])
                      for split, rows in subsets.items()}
+            views["all"] = (np.concatenate([x for x, _ in views.values()]),
+                            np.concatenate([y for _, y in views.values()]))
+            all_views.append(views["all"])
             for split, (x, y) in views.items():
-                cka[split].append(linear_cka(x, y))
-            cka["all"].append(linear_cka(np.concatenate([x for x, _ in views.values()]),
-                                         np.concatenate([y for _, y in views.values()])))
-        result = {"layers": base.layers, "cka": cka, "collapsed": bool(stage.attr("collapsed", False)),
-                  "n_requests": n_requests}
+                _layer_diagnostics(per_split[split], x, y, pca_components)
+        result = {"layers": base.layers, "n_requests": n_requests,
+                  "collapsed": bool(stage.attr("collapsed", False)),
+                  "splits": {split: _summarised(values) for split, values in per_split.items()},
+                  "fisher": fisher_comparison(base, stage)}
+        if layer_matrix:
+            result["layer_matrix"] = {"split": "all", "cka": [[linear_cka(x, y) for _, y in all_views]
+                                                              for x, _ in all_views]}
     write_json(out_path, result)
     recorder.write_beside(out_path)
+
+
+def _layer_diagnostics(out: dict[str, list], x: np.ndarray, y: np.ndarray, k: int) -> None:
+    out["cka"].append(linear_cka(x, y))
+    out["cka_unbiased"].append(linear_cka(x, y, unbiased=True))
+    for key, value in {**pca_similarity(x, y, k), **pca_shift(x, y)}.items():
+        out[key].append(value)
+
+
+def _summarised(values: dict[str, list]) -> dict:
+    return {**values, "mean_cka": _mean(values["cka"]), "mean_pca_distance": mean_pca_distance(values["distance"])}
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def fisher_comparison(base: Capture, stage: Capture) -> dict:
+    """Per decoder layer: both Fisher histograms, their Jensen-Shannon distance, the mass ratio."""
+    bins, base_layers = base.fisher()
+    _, stage_layers = stage.fisher()
+    if not base_layers or not stage_layers:
+        return {}
+    layers = [path for path in base_layers if path in stage_layers]
+    return {
+        "bins": bins.tolist(),
+        "layers": layers,
+        "histogram_base": [base_layers[p]["histogram"].tolist() for p in layers],
+        "histogram": [stage_layers[p]["histogram"].tolist() for p in layers],
+        "mass_base": [base_layers[p]["mass"] for p in layers],
+        "mass": [stage_layers[p]["mass"] for p in layers],
+        "log10_mass_ratio": [_log_ratio(stage_layers[p]["mass"], base_layers[p]["mass"]) for p in layers],
+        "js_distance": [histogram_distance(base_layers[p]["histogram"], stage_layers[p]["histogram"])
+                        for p in layers],
+    }
+
+
+def _log_ratio(value: float, reference: float) -> float:
+    if not (np.isfinite(value) and np.isfinite(reference)) or value <= 0 or reference <= 0:
+        return float("nan")
+    return float(np.log10(value / reference))

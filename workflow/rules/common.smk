@@ -10,6 +10,7 @@ os.environ.update(
 )
 
 from reversibility.config import STAGES, canonical, cells, check, lr_label  # noqa: E402
+from reversibility.layout import FIGURE_KINDS, TABLES  # noqa: E402
 from reversibility.sources import source_version  # noqa: E402
 
 check(config)
@@ -38,14 +39,28 @@ def experiment_keys():
     return [f"{e['model']}/{e['dataset']}" for e in config["experiments"]]
 
 
+def figure_outputs():
+    """Every figure of one (model, dataset), PNG (in the report) and PDF."""
+    outputs = {}
+    for name, category in FIGURE_KINDS.items():
+        outputs[f"{name}_png"] = report(
+            f"results/figures/{{model}}/{{dataset}}/{name}.png",
+            caption=f"../report/figures/{name}.rst",
+            category=category,
+            subcategory="{model} / {dataset}",
+        )
+        outputs[f"{name}_pdf"] = f"results/figures/{{model}}/{{dataset}}/{name}.pdf"
+    return outputs
+
+
 def final_outputs():
     figures = [
         f"results/figures/{key}/{name}.{ext}"
         for key in experiment_keys()
-        for name in ("cka_per_layer", "accuracy")
+        for name in FIGURE_KINDS
         for ext in ("png", "pdf")
     ]
-    tables = [f"results/tables/{name}.csv" for name in ("metrics", "cka", "requests", "relearning")]
+    tables = [f"results/tables/{name}.csv" for name in TABLES]
     return [*tables, *figures]
 
 
@@ -147,3 +162,11 @@ def capture_params(wildcards):
         "capture_config": config["capture"],
         "max_length": model_spec(wildcards)["max_length"],
     })
+
+
+def diagnostics_params(wildcards):
+    return canonical(config["diagnostics"])
+
+
+def metrics_params(wildcards):
+    return canonical(config["metrics"])

@@ -9,11 +9,33 @@ rule tables:
             caption="../report/metrics_table.rst",
             category="Tables",
         ),
-        cka=report(
-            "results/tables/cka.csv",
-            caption="../report/cka_table.rst",
+        regimes=report(
+            "results/tables/regimes.csv",
+            caption="../report/regimes_table.rst",
             category="Tables",
         ),
+        representations=report(
+            "results/tables/representations.csv",
+            caption="../report/representations_table.rst",
+            category="Tables",
+        ),
+        summary=report(
+            "results/tables/representation_summary.csv",
+            caption="../report/summary_table.rst",
+            category="Tables",
+        ),
+        fisher=report(
+            "results/tables/fisher.csv",
+            caption="../report/fisher_table.rst",
+            category="Tables",
+        ),
+        fisher_histograms="results/tables/fisher_histograms.csv",
+        single_unlearning=report(
+            "results/tables/single_unlearning.csv",
+            caption="../report/single_unlearning_table.rst",
+            category="Tables",
+        ),
+        single_unlearning_latex="results/tables/single_unlearning.tex",
         requests=report(
             "results/tables/requests.csv",
             caption="../report/requests_table.rst",
@@ -24,6 +46,8 @@ rule tables:
             caption="../report/relearning_table.rst",
             category="Tables",
         ),
+    params:
+        regimes=canonical(config["regimes"]),
     log:
         "results/logs/tables.log",
     conda:
@@ -35,22 +59,13 @@ rule tables:
 rule figures:
     input:
         metrics="results/tables/metrics.csv",
-        cka="results/tables/cka.csv",
+        regimes="results/tables/regimes.csv",
+        representations="results/tables/representations.csv",
+        fisher_histograms="results/tables/fisher_histograms.csv",
+        requests="results/tables/requests.csv",
+        relearning="results/tables/relearning.csv",
     output:
-        cka_png=report(
-            "results/figures/{model}/{dataset}/cka_per_layer.png",
-            caption="../report/cka_per_layer.rst",
-            category="Representations",
-            subcategory="{model} / {dataset}",
-        ),
-        cka_pdf="results/figures/{model}/{dataset}/cka_per_layer.pdf",
-        accuracy_png=report(
-            "results/figures/{model}/{dataset}/accuracy.png",
-            caption="../report/accuracy.rst",
-            category="Token metrics",
-            subcategory="{model} / {dataset}",
-        ),
-        accuracy_pdf="results/figures/{model}/{dataset}/accuracy.pdf",
+        **figure_outputs(),
     log:
         "results/logs/figures/{model}/{dataset}.log",
     conda:

@@ -9,6 +9,8 @@ rule metrics_base:
     output:
         base="results/metrics/{model}/{dataset}/base/n{n}.json",
         base_meta="results/metrics/{model}/{dataset}/base/n{n}.json.meta.json",
+    params:
+        config=metrics_params,
     log:
         "results/logs/metrics/{model}/{dataset}/base/n{n}.log",
     conda:
@@ -42,6 +44,8 @@ rule diagnostics:
         unlearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json.meta.json",
         relearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json",
         relearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json.meta.json",
+    params:
+        config=diagnostics_params,
     log:
         "results/logs/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
     conda:

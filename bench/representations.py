@@ -1,0 +1,105 @@
+"""Capture, CKA and Fisher against the slow ways of doing the same thing, in one process.
+
+Prints, each as a ratio measured on the same inputs:
+1. capture of every layer (hooks + masked mean pooling) / a bare forward pass;
+   also with the token statistics the metrics need;
+2. one forward per layer (the public toolbox's way) / our one forward for all layers;
+3. naive n x n Gram CKA with explicit centring matrices / our CKA, for every layer,
+   n = 4096 samples of width d = 576;
+4. a per-sample backward loop / the vectorised per-sample-gradient Fisher, on short and on
+   full-length sequences (on a CPU both are compute- and memory-bound by the n x parameters
+   per-sample gradients, so vectorising gains most where the loop's per-call overhead dominates).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from reversibility.capture import capture_split, layer_modules
+from reversibility.fisher import decoder_layer_paths, diagonal_fisher, loop_fisher
+from reversibility.representations import linear_cka
+from reversibility.tokenization import batches
+
+
+def tiny_model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=4096, hidden_size=128, intermediate_size=512,
+                                        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
+                                        max_position_embeddings=128, tie_word_embeddings=True)).eval()
+
+
+def sequences(n, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(64, 129, (n,), generator=generator).tolist()
+    return [torch.randint(3, 4096, (k,), generator=generator).tolist() for k in lengths]
+
+
+def best_of(fn, repeats=3):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@torch.no_grad()
+def bare_forward(model, data):
+    for batch in batches(data, 32, 0):
+        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+
+
+@torch.no_grad()
+def forward_per_layer(model, data):
+    """The toolbox's way: one forward with all hidden states per layer, keeping one layer."""
+    for layer in range(len(layer_modules(model))):
+        for batch in batches(data, 32, 0):
+            states = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                           output_hidden_states=True).hidden_states
+            states[min(layer, len(states) - 1)].mean(1)
+
+
+def naive_cka(x, y):
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h
+    return np.trace(k @ l) / np.sqrt(np.trace(k @ k) * np.trace(l @ l))
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    model, data = tiny_model(), sequences(192)
+    bare = best_of(lambda: bare_forward(model, data))
+    layers_only = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, "cpu", with_stats=False))
+    with_stats = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, "cpu"))
+    per_layer = best_of(lambda: forward_per_layer(model, data), repeats=1)
+    n_layers = len(layer_modules(model))
+    print(f"1. capture of all {n_layers} layers / bare forward:        {layers_only / bare:6.3f}  (limit 1.15)")
+    print(f"   with the token statistics of the metrics / bare forward: {with_stats / bare:6.3f}")
+    print(f"2. one forward per layer / one forward for all:          {per_layer / layers_only:6.2f}  "
+          f"(at least {n_layers / 2:.1f})")
+
+    rng = np.random.default_rng(0)
+    cka_layers = [(rng.normal(size=(4096, 576)), rng.normal(size=(4096, 576))) for _ in range(2)]
+    ours = best_of(lambda: [linear_cka(x, y) for x, y in cka_layers], repeats=2)
+    naive = best_of(lambda: [naive_cka(x, y) for x, y in cka_layers], repeats=1)
+    print(f"3. naive Gram CKA / ours, n=4096 d=576, {len(cka_layers)} layers:    {naive / ours:6.1f}  (at least 10)")
+
+    paths = decoder_layer_paths(model)
+    generator = torch.Generator().manual_seed(1)
+    for length, n in ((16, 128), (128, 32)):
+        probe = [torch.randint(3, 4096, (length,), generator=generator).tolist() for _ in range(n)]
+        loop = best_of(lambda: loop_fisher(model, probe, 0, paths), repeats=2)
+        vectorised = min(best_of(lambda: diagonal_fisher(model, probe, 0, paths, chunk_size=chunk), repeats=2)
+                         for chunk in (16, 64))
+        print(f"4. per-sample loop Fisher / vectorised, {n} x {length} tokens: {loop / vectorised:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

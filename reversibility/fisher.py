@@ -1,0 +1,161 @@
+"""Diagonal Fisher information per decoder layer, from vectorised per-sample gradients.
+
+F_j = (1/n) sum_i (d l_i / d theta_j)^2, where l_i is sample i's mean negative log-likelihood
+over its real (non-pad) target tokens: the mean of squared per-sample gradients, not the square
+of the batch-mean gradient. Computed in float32, a chunk of samples per forward and backward
+pass, with closed-form per-sample gradients of linear and RMSNorm layers.
+
+Parameters are grouped by exact module path: layer `model.layers.1` owns the parameters whose
+names start with `model.layers.1.` (with the dot, so layers 10-19 are not pooled into layer 1).
+
+Padding: sequences are right-padded and fed without an attention mask. Under causal attention a
+pad after the last real token cannot change the logits of the real positions, and pad targets
+are masked out of the loss, so each sample's gradient is exactly its unpadded gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .tokenization import IGNORE_INDEX, collate
+
+# Log-spaced histogram bins shared by every layer and model, so histograms compare bin by bin.
+BINS = np.logspace(-16, 2, 73)
+
+
+def decoder_layer_paths(model) -> list[str]:
+    names = {id(module): name for name, module in model.named_modules()}
+    return [names[id(layer)] for layer in model.get_decoder().layers]
+
+
+def layer_parameters(model, path: str) -> dict[str, torch.nn.Parameter]:
+    prefix = f"{path}."
+    return {name: p for name, p in model.named_parameters() if name.startswith(prefix)}
+
+
+def diagonal_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int, layers: Sequence[str],
+                    chunk_size: int = 8) -> dict[str, dict[str, torch.Tensor]]:
+    """For each layer path, the Fisher diagonal of each of its parameters (float32, on CPU).
+
+    One forward and one backward pass per chunk of samples give every sample's gradient with
+    respect to the inputs and outputs of each module (samples do not interact, so the gradient
+    of the summed per-sample losses is each sample's own gradient there); per-sample parameter
+    gradients follow in closed form: a linear layer's is sum_t g_t a_t^T (the outer-product
+    trick), its bias's sum_t g_t, an RMSNorm weight's sum_t g_t * x_t / rms(x_t).
+    """
+    device = next(model.parameters()).device
+    modules = {name: module for name, module in model.named_modules()}
+    owned = {path: layer_parameters(model, path) for path in layers}
+    handlers = {}
+    for group in owned.values():
+        for name in group:
+            module_name, _ = name.rsplit(".", 1)
+            handlers[module_name] = modules[module_name]
+    for module_name, module in handlers.items():
+        if not (isinstance(module, torch.nn.Linear) or _is_rms_norm(module)):
+            raise NotImplementedError(f"Fisher: no per-sample gradient rule for {module_name} "
+                                      f"({type(module).__name__})")
+    totals = {name: torch.zeros_like(p, dtype=torch.float32) for group in owned.values() for name, p in group.items()}
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [module.register_forward_hook(_keep_input(inputs, name)) for name, module in handlers.items()]
+    hooks += [module.register_full_backward_hook(_accumulate(totals, inputs, name, module))
+              for name, module in handlers.items()]
+    requires = {name: p.requires_grad for name, p in model.named_parameters()}
+    embeddings = model.get_input_embeddings()
+    hooks.append(embeddings.register_forward_hook(lambda _m, _i, out: out.requires_grad_(True)))
+    was_training = model.training
+    model.eval()
+    try:
+        model.requires_grad_(False)   # activation gradients only; parameter gradients come from the rules
+        for start in range(0, len(sequences), chunk_size):
+            batch = collate(sequences[start: start + chunk_size], pad_id).to(device)
+            logits = model(input_ids=batch.input_ids).logits[:, :-1].float()
+            targets = batch.labels[:, 1:]
+            mask = targets != IGNORE_INDEX
+            nll = -torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            per_sample = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+            per_sample.sum().backward()
+            inputs.clear()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for name, p in model.named_parameters():
+            p.requires_grad_(requires[name])
+        model.train(was_training)
+    n = len(sequences)
+    return {path: {name: (totals[name] / n).cpu() for name in group} for path, group in owned.items()}
+
+
+def _is_rms_norm(module) -> bool:
+    return type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon")
+
+
+def _keep_input(store: dict, name: str):
+    def hook(_module, args, _output):
+        store[name] = args[0].detach()
+    return hook
+
+
+def _accumulate(totals: dict, inputs: dict, name: str, module):
+    def hook(_module, _grad_input, grad_output):
+        g = grad_output[0].float()                       # [B, T, out]: each sample's own gradient
+        x = inputs[name].float()                         # [B, T, in]
+        if isinstance(module, torch.nn.Linear):
+            totals[f"{name}.weight"] += torch.einsum("bto,bti->boi", g, x).square().sum(0)
+            if module.bias is not None:
+                totals[f"{name}.bias"] += g.sum(1).square().sum(0)
+        else:
+            normalised = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + module.variance_epsilon)
+            totals[f"{name}.weight"] += (g * normalised).sum(1).square().sum(0)
+    return hook
+
+
+def loop_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int,
+                layers: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """The same Fisher with one backward pass per sample (the reference for tests and benches)."""
+    device = next(model.parameters()).device
+    params = {path: layer_parameters(model, path) for path in layers}
+    totals = {name: torch.zeros_like(p, dtype=torch.float32) for group in params.values() for name, p in group.items()}
+    for sequence in sequences:
+        batch = collate([sequence], pad_id).to(device)
+        model.zero_grad(set_to_none=True)
+        logits = model(input_ids=batch.input_ids).logits[0, :-1].float()
+        targets = batch.labels[0, 1:]
+        loss = torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+        loss.backward()
+        for group in params.values():
+            for name, p in group.items():
+                totals[name] += p.grad.float().square()
+    model.zero_grad(set_to_none=True)
+    return {path: {name: totals[name] / len(sequences) for name in group} for path, group in params.items()}
+
+
+def summarise(fisher: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict]:
+    """Per layer: the histogram of its Fisher values on `BINS`, zeros below the first bin, and
+    the total Fisher mass."""
+    summary = {}
+    for path, group in fisher.items():
+        values = torch.cat([v.flatten() for v in group.values()]).double().numpy()
+        counts, _ = np.histogram(np.minimum(values[values >= BINS[0]], BINS[-1]), bins=BINS)
+        summary[path] = {"histogram": counts.astype(np.int64), "below_range": int((values < BINS[0]).sum()),
+                         "mass": float(values.sum()), "parameters": int(values.size)}
+    return summary
+
+
+def histogram_distance(base: np.ndarray, other: np.ndarray) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between two Fisher histograms."""
+    p, q = np.asarray(base, np.float64), np.asarray(other, np.float64)
+    if p.sum() == 0 or q.sum() == 0:
+        return math.nan
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(a, b):
+        nonzero = a > 0
+        return float((a[nonzero] * np.log2(a[nonzero] / b[nonzero])).sum())
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from reversibility.fisher import (BINS, decoder_layer_paths, diagonal_fisher, histogram_distance, layer_parameters,
+                                  loop_fisher, summarise)
+from reversibility.tokenization import encode
+
+TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]",
+         "import os\nprint(os.sep)", "while True:\n    break"]
+
+
+def test_vectorised_fisher_equals_a_per_sample_loop(tiny_model, tiny_tokenizer):
+    sequences = encode(tiny_tokenizer, TEXTS, 24)
+    layers = decoder_layer_paths(tiny_model)
+    fast = diagonal_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=3)
+    slow = loop_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers)
+    for path in layers:
+        assert fast[path].keys() == slow[path].keys() and fast[path]
+        for name in fast[path]:
+            torch.testing.assert_close(fast[path][name], slow[path][name], rtol=1e-5, atol=1e-12)
+
+
+def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer):
+    short, long = encode(tiny_tokenizer, ["x = 1", "def f(a, b, c):\n    return a * b + c"], 24)
+    layers = decoder_layer_paths(tiny_model)
+    alone = diagonal_fisher(tiny_model, [short], tiny_tokenizer.pad_token_id, layers)
+    padded = diagonal_fisher(tiny_model, [short, long], tiny_tokenizer.pad_token_id, layers, chunk_size=2)
+    long_alone = diagonal_fisher(tiny_model, [long], tiny_tokenizer.pad_token_id, layers)
+    for path in layers:
+        for name, value in padded[path].items():
+            torch.testing.assert_close(value, (alone[path][name] + long_alone[path][name]) / 2, rtol=1e-5, atol=1e-12)
+
+
+def test_layers_own_their_parameters_by_exact_path(tiny_tokenizer):
+    from reversibility.models import build_scratch_model
+
+    spec = {"architecture": "llama", "hidden_size": 8, "intermediate_size": 8, "num_layers": 12, "num_heads": 2,
+            "max_length": 16}
+    model = build_scratch_model(spec, tiny_tokenizer, seed=0)
+    names = list(layer_parameters(model, "model.layers.1"))
+    assert names and all(name.startswith("model.layers.1.") for name in names)
+    assert len(names) == len(layer_parameters(model, "model.layers.10"))
+    assert decoder_layer_paths(model)[:3] == ["model.layers.0", "model.layers.1", "model.layers.2"]
+
+
+def test_histograms_count_every_value_and_compare(tiny_model, tiny_tokenizer):
+    sequences = encode(tiny_tokenizer, TEXTS, 24)
+    layers = decoder_layer_paths(tiny_model)
+    summary = summarise(diagonal_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers))
+    for path, layer in summary.items():
+        assert layer["histogram"].sum() + layer["below_range"] == layer["parameters"]
+        assert layer["parameters"] == sum(p.numel() for p in layer_parameters(tiny_model, path).values())
+        assert layer["mass"] > 0
+    counts = summary[layers[0]]["histogram"]
+    assert histogram_distance(counts, counts) == pytest.approx(0.0)
+    shifted = np.roll(counts, 20)
+    assert 0.5 < histogram_distance(counts, shifted) <= 1.0
+    assert len(BINS) == len(counts) + 1
+
+
+def test_position_zero_features_are_degenerate_under_causal_attention(tiny_model, tiny_tokenizer):
+    """Why we pool: with a BOS token first, every sample's position-0 state is the same (causal
+    attention sees nothing else), so CKA on position 0 (the public toolbox's choice) compares
+    constants; masked mean pooling gives features that differ between samples."""
+    from reversibility.capture import capture_split
+    from reversibility.representations import linear_cka
+
+    sequences = encode(tiny_tokenizer, TEXTS, 24)
+    captured = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 8, "mean", 24, "cpu",
+                             keep_states=len(sequences))
+    last_layer = captured["states"][-2]                 # [n, T, hidden] of the last decoder layer
+    position_zero = last_layer[:, 0, :]
+    assert np.ptp(position_zero, axis=0).max() < 1e-5
+    assert np.isnan(linear_cka(position_zero, position_zero + 1e-9))
+    pooled = captured["features"][-2]
+    assert np.ptp(pooled, axis=0).max() > 1e-2
+    assert linear_cka(pooled, pooled) == pytest.approx(1.0)

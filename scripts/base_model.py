@@ -9,5 +9,6 @@ with runtime.job_log(snakemake.log[0]):
         out_dir=snakemake.output[0],
         model_name=snakemake.wildcards.model,
         threads=snakemake.threads,
+        pretrained_dir=snakemake.input.get("pretrained"),
         **snakemake.params.config,
     )

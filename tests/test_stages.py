@@ -23,13 +23,13 @@ def defaults(section):
     return config[section]
 
 
-def unlearn(run, out, method="ga", lr=1e-3, n=2):
+def unlearn(run, out, method="ga", lr=1e-3, n=2, lora=None):
     cell = f"micro/github/{method}/n{n}/lr{lr:g}"
     training.unlearn(run / "results/models/micro/github/base", run / "results/data/github", out / "unlearned",
                      curve_path=out / "requests.json", baseline_data_dir=run / "results/data/github",
                      method=method, hyperparameters={}, n_requests=n, learning_rate=lr,
                      unlearning=defaults("unlearning"), baseline=None, curves=defaults("curves"),
-                     max_length=64, seed=0, cell=cell, threads=1)
+                     lora=lora or {"enabled": False}, max_length=64, seed=0, cell=cell, threads=1)
     return out / "unlearned"
 
 

@@ -11,8 +11,8 @@ from .. import data
 from ..capture import token_accuracy
 from ..io import read_json, write_json
 from ..methods import get_method
-from ..models import (build_scratch_model, load_checkpoint, load_pretrained, n_parameters, pick_device,
-                      save_checkpoint)
+from ..models import (AdapterDisabled, add_lora, build_scratch_model, import_gguf, load_checkpoint, load_pretrained,
+                      load_pretrained_local, n_parameters, pick_device, save_checkpoint)
 from ..provenance import CHECKPOINT_RECORD, Recorder
 from ..runtime import configure_torch
 from ..seeds import derive_seed
@@ -30,22 +30,29 @@ def tokenized(tokenizer, records: list[dict], max_length: int) -> list[list[int]
 
 
 def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Mapping,
-               seed: int, threads: int) -> None:
+               seed: int, threads: int, pretrained_dir: PathLike | None = None) -> None:
     """The base model: trained on forget + retain until it knows its forget set.
 
-    `scratch`: a BPE trained on the background split, then a fresh model. `hub`: the pretrained
-    model, fine-tuned on forget + retain (the usual protocol when the forget data was not in its
-    pretraining; `base_training.epochs: 0` keeps it as it is).
+    `scratch`: a BPE trained on the background split, then a fresh model. Pretrained sources
+    (`hub`, `local`, `gguf` via `pretrained_dir`): the pretrained model fine-tuned on forget +
+    retain (the usual protocol when the forget data was not in its pretraining;
+    `base_training.epochs: 0` keeps it as it is), through a LoRA adapter merged back when the
+    spec's `lora.enabled` is set. The base checkpoint is always full weights.
     """
     run_seed = derive_seed(seed, "base", model_name, Path(data_dir).name)
     configure_torch(threads, run_seed)
     recorder = Recorder(params={"spec": dict(spec), "seed": seed},
                         inputs={"manifest": Path(data_dir) / "manifest.json"}, seed=run_seed)
-    if spec["source"] == "scratch":
+    device = pick_device()
+    source = spec["source"]
+    if source == "scratch":
         tokenizer = train_bpe((r["text"] for r in data.load_split(data_dir, "background")), spec["vocab_size"])
-        model = build_scratch_model(spec, tokenizer, run_seed).to(pick_device())
+        model = build_scratch_model(spec, tokenizer, run_seed).to(device)
+    elif source == "hub":
+        model, tokenizer = load_pretrained(spec, device)
     else:
-        model, tokenizer = load_pretrained(spec, pick_device())
+        model, tokenizer = load_pretrained_local(pretrained_dir or spec["path"], device, spec["dtype"],
+                                                 spec["trust_remote_code"])
     log.info("model %s: %d parameters, vocabulary %d", model_name, n_parameters(model), len(tokenizer))
 
     training = spec["base_training"]
@@ -53,19 +60,28 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
     sequences = tokenized(tokenizer, members, spec["max_length"])
     steps = training["epochs"] * -(-len(sequences) // training["batch_size"])
     if steps:
-        record = finetune(model, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
+        adapted = source != "scratch" and spec["lora"]["enabled"]
+        trained = add_lora(model, spec["lora"]) if adapted else model
+        record = finetune(trained, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
                           tokenizer.pad_token_id, run_seed, desc="base training")
         if record.collapsed:
             raise RuntimeError(f"model {model_name!r}: base training diverged ({record.collapse_reason}); "
                                f"lower models.{model_name}.base_training.learning_rate")
+        model = trained.merge_and_unload() if adapted else trained
         recorder.extra["training"] = {"steps": steps, "final_loss": record.steps[-1]["loss"]}
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
+
+
+def import_model(model_name: str, spec: Mapping, out_dir: PathLike) -> None:
+    """Convert a `gguf` model spec's file into a safetensors checkpoint, once."""
+    recorder = Recorder(params={"spec": dict(spec)})
+    import_gguf(spec["gguf_package"], spec["gguf_file"], out_dir, recorder.record())
 
 
 def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_path: PathLike,
             baseline_data_dir: PathLike, method: str, hyperparameters: Mapping, n_requests: int,
             learning_rate: float, unlearning: Mapping, baseline: Mapping | None, curves: Mapping,
-            max_length: int, seed: int, cell: str, threads: int) -> None:
+            lora: Mapping, max_length: int, seed: int, cell: str, threads: int) -> None:
     """Unlearn requests 1..N one after another, starting from the base model.
 
     Writes the unlearned checkpoint and, at `curve_path`, the accuracies after each request.
@@ -74,12 +90,17 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
     configure_torch(threads, run_seed)
     params = {"method": method, "hyperparameters": dict(hyperparameters), "n_requests": n_requests,
               "learning_rate": learning_rate, "unlearning": dict(unlearning), "baseline": baseline,
-              "curves": dict(curves), "seed": seed}
+              "curves": dict(curves), "lora": dict(lora), "seed": seed}
     recorder = Recorder(params=params, inputs={"base": base_dir}, seed=run_seed)
     device = pick_device()
     model, tokenizer = load_checkpoint(base_dir, device)
     chosen = get_method(method)
-    reference = load_checkpoint(base_dir, device)[0].requires_grad_(False) if chosen.uses_reference else None
+    if lora["enabled"]:
+        # Only the adapter trains; the reference is the same model with the adapter switched off.
+        model = add_lora(model, lora)
+        reference = AdapterDisabled(model) if chosen.uses_reference else None
+    else:
+        reference = load_checkpoint(base_dir, device)[0].requires_grad_(False) if chosen.uses_reference else None
 
     forget = data.load_split(data_dir, "forget")
     requests = [tokenized(tokenizer, [r for r in forget if r["request"] == k], max_length)
@@ -104,7 +125,7 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
                               tokenizer.pad_token_id, run_seed,
                               after_request=after_request if curves["after_each_request"] else None)
     recorder.extra.update(outcome(record), training=record.steps)
-    save_checkpoint(model, tokenizer, out_dir, recorder.record())
+    save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
     write_json(curve_path, {"collapsed": record.collapsed, "requests": record.evaluations})
 
 
@@ -122,9 +143,16 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     configure_torch(threads, run_seed)
     params = {"n_requests": n_requests, "relearning": dict(relearning), "curves": dict(curves), "seed": seed}
     recorder = Recorder(params=params, inputs={"unlearned": unlearned_dir}, seed=run_seed)
-    model, tokenizer = load_checkpoint(unlearned_dir, pick_device())
+    device = pick_device()
+    model, tokenizer = load_checkpoint(unlearned_dir, device)
     capture = {"capture_config": capture_config, "max_length": max_length}
     capture_model(model, tokenizer, unlearned_dir, data_dir, captures["unlearned"], **capture)
+    unlearned_record = read_json(Path(unlearned_dir) / CHECKPOINT_RECORD)
+    base_dir = None
+    if "base_checkpoint" in unlearned_record:
+        # A LoRA cell: the adapter keeps training (the capture above saw it merged).
+        base_dir = Path(unlearned_dir).parent / unlearned_record["base_checkpoint"]
+        model, tokenizer = load_checkpoint(unlearned_dir, device, trainable_adapter=True)
 
     samples = relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
     log.info("relearning on %d samples of %s/%s", len(samples), Path(source_data_dir).name, relearning["source"])
@@ -141,11 +169,13 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
                       evaluate=evaluate, evaluate_every=curves["relearning_every"])
     result = outcome(record)
     # A model that collapsed during unlearning stays marked as collapsed after relearning.
-    if read_json(Path(unlearned_dir) / CHECKPOINT_RECORD).get("collapsed"):
+    if unlearned_record.get("collapsed"):
         result["collapsed"] = True
     recorder.extra.update(result, training=record.steps)
-    save_checkpoint(model, tokenizer, out_dir, recorder.record())
+    save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
     write_json(curve_path, {"collapsed": result["collapsed"], "steps": [start, *record.evaluations]})
+    if base_dir is not None:
+        model = model.merge_and_unload()
     capture_model(model, tokenizer, out_dir, data_dir, captures["relearned"], **capture)
 
 

@@ -11,6 +11,11 @@ rule capture_base:
     params:
         config=capture_params,
     threads: model_threads
+    resources:
+        gpu=model_resource("gpu"),
+        gpu_model=model_resource("gpu_model"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
     log:
         "results/logs/capture/{model}/{dataset}/base.log",
     conda:

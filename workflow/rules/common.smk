@@ -89,6 +89,23 @@ def model_threads(wildcards):
     return model_spec(wildcards)["threads"]
 
 
+def model_resource(name):
+    """A resource of the model's jobs, from its spec (`models.<model>.resources`)."""
+
+    def resource(wildcards):
+        value = model_spec(wildcards)["resources"][name]
+        return value if value is not None else ""
+
+    return resource
+
+
+def pretrained_input(wildcards):
+    """A gguf model's converted checkpoint (imported once); other sources need no file."""
+    if model_spec(wildcards)["source"] == "gguf":
+        return {"pretrained": f"results/models/{wildcards.model}/pretrained"}
+    return {}
+
+
 # ----------------------------------------------------------------------------- params
 # Each returns exactly the config slice that shapes the rule's output, so a change reruns the
 # jobs it affects and nothing else.
@@ -119,8 +136,14 @@ def baseline_manifest(wildcards):
 
 
 def base_params(wildcards):
-    spec = {k: v for k, v in model_spec(wildcards).items() if k != "threads"}
+    # Threads and scheduler resources do not shape the model.
+    spec = {k: v for k, v in model_spec(wildcards).items() if k not in ("threads", "resources")}
     return canonical({"spec": spec, "seed": config["seed"]})
+
+
+def import_params(wildcards):
+    spec = model_spec(wildcards)
+    return canonical({"spec": {k: spec[k] for k in ("source", "gguf_package", "gguf_file")}})
 
 
 def unlearn_params(wildcards):
@@ -133,6 +156,7 @@ def unlearn_params(wildcards):
         # Only the baseline's cells depend on the baseline's data.
         "baseline": config["baseline"] if wildcards.method == "finetune" else None,
         "curves": config["curves"],
+        "lora": model_spec(wildcards)["lora"],
         "max_length": model_spec(wildcards)["max_length"],
         "seed": config["seed"],
         "cell": CELL.format(**wildcards),

@@ -1,11 +1,34 @@
+rule import_model:
+    output:
+        directory("results/models/{model}/pretrained"),
+    params:
+        config=import_params,
+    threads: model_threads
+    resources:
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
+    log:
+        "results/logs/import_model/{model}.log",
+    conda:
+        SOFTWARE_ENV
+    script:
+        "../../scripts/import_model.py"
+
+
 rule base_model:
     input:
+        unpack(pretrained_input),
         manifest="results/data/{dataset}/manifest.json",
     output:
         directory("results/models/{model}/{dataset}/base"),
     params:
         config=base_params,
     threads: model_threads
+    resources:
+        gpu=model_resource("gpu"),
+        gpu_model=model_resource("gpu_model"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
     log:
         "results/logs/base_model/{model}/{dataset}.log",
     conda:

@@ -9,6 +9,11 @@ rule unlearn:
     params:
         config=unlearn_params,
     threads: model_threads
+    resources:
+        gpu=model_resource("gpu"),
+        gpu_model=model_resource("gpu_model"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
     log:
         "results/logs/unlearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
     conda:
@@ -33,6 +38,11 @@ rule relearn:
     params:
         config=relearn_params,
     threads: model_threads
+    resources:
+        gpu=model_resource("gpu"),
+        gpu_model=model_resource("gpu_model"),
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
     log:
         "results/logs/relearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
     conda:

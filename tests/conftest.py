@@ -26,8 +26,11 @@ def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=workdir, capture_output=True, text=True)
 
 
-def plan(workdir: Path, config: dict) -> list[str]:
-    """The outputs a dry run of `config` in `workdir` would (re)build, through the Snakemake API."""
+def plan(workdir: Path, config: dict, jobs: list | None = None) -> list[str]:
+    """The outputs a dry run of `config` in `workdir` would (re)build, through the Snakemake API.
+
+    With `jobs`, the planned jobs are appended to it as (rule name, resources) pairs.
+    """
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
 
@@ -38,7 +41,12 @@ def plan(workdir: Path, config: dict) -> list[str]:
         workflow = api.workflow(resource_settings=ResourceSettings(cores=1),
                                 config_settings=ConfigSettings(configfiles=[configfile]),
                                 snakefile=SNAKEFILE, workdir=workdir)
-        workflow.dag().execute_workflow(executor="dryrun", updated_files=updated)
+        dag = workflow.dag()
+        dag.execute_workflow(executor="dryrun", updated_files=updated)
+        if jobs is not None:
+            # The planned jobs themselves are not part of the public API; the DAG holds them.
+            for job in workflow._workflow.dag.jobs:
+                jobs.append((job.rule.name, dict(job.resources.items())))
     return sorted(updated)
 
 

@@ -121,3 +121,19 @@ def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
     assert {"ccdv/arxiv-summarization", "codeparrot/codeparrot-clean-valid", "AI-MO/NuminaMath-CoT"} == ids
     assert "results/runs/yi-6b/github/npo/n100/lr1e-05/unlearned" in planned
     assert "results/runs/qwen2.5-7b/numinamath/ga/n1/lr0.0001/relearned" in planned
+
+
+def test_the_paper_config_asks_for_gpus_only_where_models_run(tmp_path):
+    import yaml
+
+    from conftest import REPO
+
+    jobs = []
+    plan(tmp_path, yaml.safe_load((REPO / "configs" / "paper.yaml").read_text()), jobs=jobs)
+    gpu_rules = {"base_model", "unlearn", "relearn", "capture_base"}
+    assert {name for name, _ in jobs} >= gpu_rules | {"metrics", "diagnostics", "tables", "figures"}
+    for name, resources in jobs:
+        if name in gpu_rules:
+            assert resources["gpu"] == 1 and resources["mem_mb"] == 64000 and resources["runtime"] == 720, name
+        else:
+            assert not resources.get("gpu"), name

@@ -43,3 +43,10 @@ def test_every_rule_names_an_environment_that_exists():
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for ref in re.findall(r'"(\.\./\.\./envs/[^"]+)"', smk.read_text()):
             assert (smk.parent / ref).resolve().exists(), f"{smk.name}: {ref}"
+
+
+def test_the_makefile_installs_the_smollm2_weights_at_the_pinned_version():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = pins(project["optional-dependencies"]["smollm2"])
+    makefile = (REPO / "Makefile").read_text()
+    assert [f"{name}=={version}" for name, version in pinned.items()] == re.findall(r"SMOLLM2 = (\S+)", makefile)

@@ -400,6 +400,102 @@ def fisher_histograms(histograms: list[dict], stem, layer: str | None = None, ti
     return save(fig, stem)
 
 
+# --------------------------------------------------------------------------- reversal
+
+
+def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
+    """Controlled recovery (solid) and raw forget gain (dashed) against the relearning budget,
+    one line per method, one panel per (N, lr) of unlearning."""
+    if not recovery:
+        return _empty(stem, "Recovery against attack strength", "no relearning budgets")
+    ns, lrs = values_of(recovery, "n_requests"), values_of(recovery, "learning_rate")
+    budgets = sorted({(r["relearn_learning_rate"], int(r["relearn_steps"])) for r in recovery},
+                     key=lambda b: (float(b[0]), b[1]))
+    fig, axes = _panels(len(ns), len(lrs), width=max(4.0, 0.9 * len(budgets) + 1.5), sharey=True)
+    for i, n in enumerate(ns):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            panel = [r for r in recovery if r["n_requests"] == n and r["learning_rate"] == lr]
+            for method in methods_of(panel):
+                by_budget = {(r["relearn_learning_rate"], int(r["relearn_steps"])): r for r in panel
+                             if r["method"] == method}
+                for column, style, label in (("controlled_recovery", "-", "controlled"), ("forget_gain", "--", "raw")):
+                    ys = [number(by_budget[b][column]) if b in by_budget else math.nan for b in budgets]
+                    ax.plot(range(len(budgets)), ys, style, marker="o", color=colour(method),
+                            label=f"{method} {label}")
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.set_xticks(range(len(budgets)), [f"{steps} steps\nlr={blr}" for blr, steps in budgets], fontsize=7)
+            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
+            ax.set_ylabel("forget accuracy gain" if j == 0 else "")
+            ax.set_xlabel("relearning budget" if i == len(ns) - 1 else "")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title or "Recovery against attack strength: controlled (solid) and raw (dashed)")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def quantization_reversal(quantization: list[dict], stem, title: str = "") -> int:
+    """Per method, the forget-accuracy change under each quantization width beside the
+    controlled relearning recovery; one panel per (N, lr)."""
+    if not quantization:
+        return _empty(stem, "Quantization reversal", "no quantization widths configured")
+    ns, lrs = values_of(quantization, "n_requests"), values_of(quantization, "learning_rate")
+    widths = sorted({int(r["bits"]) for r in quantization}, reverse=True)
+    bars = [f"int{b}" for b in widths] + ["relearning"]
+    fig, axes = _panels(len(ns), len(lrs), sharey=True)
+    for i, n in enumerate(ns):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            panel = [r for r in quantization if r["n_requests"] == n and r["learning_rate"] == lr]
+            methods = methods_of(panel)
+            width = 0.8 / max(1, len(methods))
+            for k, method in enumerate(methods):
+                rows = {int(r["bits"]): r for r in panel if r["method"] == method}
+                values = [number(rows[b]["forget_gain"]) if b in rows else math.nan for b in widths]
+                values.append(number(next(iter(rows.values()))["controlled_recovery"]) if rows else math.nan)
+                ax.bar(np.arange(len(bars)) + (k - (len(methods) - 1) / 2) * width, values, width,
+                       color=colour(method), label=method)
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.set_xticks(range(len(bars)), bars, fontsize=8)
+            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
+            ax.set_ylabel("forget accuracy gain" if j == 0 else "")
+            ax.grid(alpha=0.3, axis="y")
+    _legend(fig, axes)
+    fig.suptitle(title or "Forget accuracy regained by quantizing the unlearned model, and by relearning")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def prediction_scatter(cells: list[dict], stem, title: str = "") -> int:
+    """Controlled recovery against each predictor, one panel per predictor, Spearman's rho and
+    its bootstrap interval in the panel title (the same numbers as the prediction table)."""
+    from .prediction import correlate
+    from .tables import PREDICTORS
+
+    if not cells:
+        return _empty(stem, "Prediction of reversibility", "no cells")
+    fig, axes = _panels(1, len(PREDICTORS), width=3.4, sharey=True)
+    recovery = [number(r["controlled_recovery"]) for r in cells]
+    for ax, (name, label) in zip(axes[0], PREDICTORS.items()):
+        values = [number(r[name]) for r in cells]
+        for method in methods_of(cells):
+            picked = [k for k, r in enumerate(cells) if r["method"] == method]
+            ax.scatter([values[k] for k in picked], [recovery[k] for k in picked], s=18, color=colour(method),
+                       label=method)
+        result = correlate(values, recovery)
+        ax.set_title(f"rho = {result['spearman']:.2f} [{result['low']:.2f}, {result['high']:.2f}], "
+                     f"{result['cells']} cells", fontsize=8)
+        ax.set_xlabel(label, fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("controlled recovery")
+    _legend(fig, axes)
+    fig.suptitle(title or "Do the diagnostics of the unlearned model predict how much comes back?")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
 # --------------------------------------------------------------------------- registry
 # name -> (function, the table it reads); the figures rule draws every one per (model, dataset).
 
@@ -415,6 +511,9 @@ FIGURES: dict[str, tuple[Callable[..., int], str]] = {
     "pca_similarity": (pca_similarity_per_layer, "representations"),
     "pca_shift": (pca_shift_scatter, "representations"),
     "fisher_histograms": (fisher_histograms, "fisher_histograms"),
+    "recovery_budgets": (recovery_budgets, "recovery"),
+    "quantization_reversal": (quantization_reversal, "quantization"),
+    "prediction_scatter": (prediction_scatter, "prediction_cells"),
 }
 
 

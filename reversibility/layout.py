@@ -23,13 +23,16 @@ def diagnostics_json(cell: Cell, stage: str) -> str:
 
 
 def curve_json(cell: Cell, kind: str) -> str:
-    """Accuracies during training: kind `requests` (after each request) or `relearning`."""
+    """Per-cell measures of kind `requests` (accuracies after each request), `relearning`
+    (accuracies along relearning) or `reversal` (controlled recovery per attack budget and
+    quantization)."""
     return f"{RESULTS}/metrics/{cell.key}/{kind}.json"
 
 
 # Every tidy table (results/tables/<name>.csv), written by the tables rule.
 TABLES = ("metrics", "regimes", "single_unlearning", "representations", "representation_summary", "fisher",
-          "fisher_histograms", "requests", "relearning")
+          "fisher_histograms", "requests", "relearning", "recovery", "quantization", "prediction_cells",
+          "prediction")
 
 # Every figure drawn per (model, dataset), with its report category; captions live in
 # workflow/report/figures/<name>.rst and the drawing functions in figures.FIGURES.
@@ -45,4 +48,7 @@ FIGURE_KINDS = {
     "pca_similarity": "Representations",
     "pca_shift": "Representations",
     "fisher_histograms": "Representations",
+    "recovery_budgets": "Reversal",
+    "quantization_reversal": "Reversal",
+    "prediction_scatter": "Reversal",
 }

@@ -6,13 +6,16 @@ Figures and users read these CSVs; the per-cell JSONs stay the source of truth.
 from __future__ import annotations
 
 import csv
+import math
 import os
+from statistics import fmean
 from typing import Iterable, Mapping, Sequence
 
 from .config import Cell, lr_label
 from .io import atomic_path, read_json
 from .layout import curve_json, diagnostics_json, metrics_json
 from .metrics import ATTACKS, privacy_leak, regime
+from .prediction import correlate
 
 KEY_COLUMNS = ["model", "dataset", "method", "n_requests", "learning_rate", "stage"]
 SPLIT_MEASURES = ("accuracy", "sequence_accuracy", "loss", "perplexity", "n_tokens")
@@ -30,11 +33,23 @@ FISHER_COLUMNS = KEY_COLUMNS + ["layer", "mass_base", "mass", "log10_mass_ratio"
 HISTOGRAM_COLUMNS = KEY_COLUMNS + ["layer", "bin_low", "bin_high", "count"]
 CELL_COLUMNS = [c for c in KEY_COLUMNS if c != "stage"]
 REGIME_COLUMNS = CELL_COLUMNS + ["forget_base", "forget_unlearned", "forget_relearned", "retain_base",
-                                 "retain_unlearned", "retain_relearned", "forgotten", "reversible",
-                                 "catastrophic", "regime", "collapsed"]
+                                 "retain_unlearned", "retain_relearned", "controlled_recovery",
+                                 "forget_recovered", "forgotten", "reversible", "catastrophic", "regime",
+                                 "collapsed"]
 REQUEST_COLUMNS = CELL_COLUMNS + ["request", "forget_seen_accuracy", "forget_request_accuracy",
                                   "retain_accuracy", "collapsed"]
 RELEARNING_COLUMNS = CELL_COLUMNS + ["step", "forget_accuracy", "retain_accuracy", "collapsed"]
+RECOVERY_COLUMNS = CELL_COLUMNS + ["relearn_steps", "relearn_learning_rate", "primary", "forget_unlearned",
+                                   "forget_relearned", "forget_gain", "control_unlearned", "control_relearned",
+                                   "control_gain", "controlled_recovery", "retain_relearned", "collapsed"]
+QUANTIZATION_COLUMNS = CELL_COLUMNS + ["bits", "forget_unlearned", "forget_quantized", "forget_gain",
+                                       "retain_unlearned", "retain_quantized", "controlled_recovery", "collapsed"]
+# The diagnostics of the unlearned model against the base tested as predictors of the
+# controlled recovery: three of the representations, one of the tokens.
+PREDICTORS = {"mean_cka": "mean linear CKA over layers", "mean_pca_distance": "mean PCA distance over layers",
+              "fisher_js": "mean Fisher JS distance over layers", "forget_drop": "F.Acc drop (base - unlearned)"}
+PREDICTION_CELL_COLUMNS = CELL_COLUMNS + list(PREDICTORS) + ["controlled_recovery", "regime", "collapsed"]
+PREDICTION_COLUMNS = ["model", "dataset", "diagnostic", "spearman", "low", "high", "cells"]
 
 
 def cell_key(cell: Cell, stage: str) -> dict:
@@ -63,22 +78,35 @@ def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlear
     return rows
 
 
-def regime_rows(metrics: list[dict], thresholds: Mapping[str, float]) -> list[dict]:
-    """One row per cell: its forget and retain accuracies by stage and its regime."""
+def regime_rows(metrics: list[dict], recovery: list[dict], thresholds: Mapping[str, float]) -> list[dict]:
+    """One row per cell: its forget and retain accuracies by stage and its regime.
+
+    Reversibility is judged on the controlled recovery of the primary relearning budget (the
+    forget gain minus the gain the same budget gives on never-seen data): the cell counts as
+    recovered to `forget_recovered` = unlearned F.Acc + controlled recovery, not to the raw
+    relearned F.Acc, which is kept beside it.
+    """
     by_cell: dict[tuple, dict[str, dict]] = {}
     for row in metrics:
-        key = tuple(row[c] for c in CELL_COLUMNS)
-        by_cell.setdefault(key, {})[row["stage"]] = row
+        by_cell.setdefault(_cell_of(row), {})[row["stage"]] = row
+    controlled = {_cell_of(row): _number(row["controlled_recovery"]) for row in recovery if row["primary"]}
     rows = []
     for key, stages in by_cell.items():
         accuracies = {stage: {"forget": _number(r["forget_accuracy"]), "retain": _number(r["retain_accuracy"])}
                       for stage, r in stages.items()}
-        verdict = regime(accuracies["base"], accuracies["unlearned"], accuracies["relearned"], thresholds)
+        recovered = accuracies["unlearned"]["forget"] + controlled.get(key, math.nan)
+        verdict = regime(accuracies["base"], accuracies["unlearned"],
+                         {**accuracies["relearned"], "forget": recovered}, thresholds)
         rows.append({**dict(zip(CELL_COLUMNS, key)),
                      **{f"{split}_{stage}": accuracies[stage][split] for stage in ("base", "unlearned", "relearned")
                         for split in ("forget", "retain")},
+                     "controlled_recovery": controlled.get(key), "forget_recovered": recovered,
                      **verdict, "collapsed": stages["unlearned"]["collapsed"]})
     return rows
+
+
+def _cell_of(row: Mapping) -> tuple:
+    return tuple(row[c] for c in CELL_COLUMNS)
 
 
 SINGLE_COLUMNS = ["model", "dataset", "method", "learning_rate", "stage", "mia_loss_auc", "forget_accuracy",
@@ -184,6 +212,76 @@ def relearning_rows(cells: Iterable[Cell]) -> list[dict]:
                          "forget_accuracy": point["forget"]["accuracy"],
                          "retain_accuracy": point["retain"]["accuracy"], "collapsed": curve["collapsed"]})
     return rows
+
+
+def reversal_rows(cells: Iterable[Cell]) -> dict[str, list]:
+    """Controlled recovery per attack budget, and forget gains under quantization."""
+    tables: dict[str, list] = {"recovery": [], "quantization": []}
+    for cell in cells:
+        reversal = read_json(curve_json(cell, "reversal"))
+        key, unlearned, collapsed = _cell_only(cell), reversal["unlearned"], reversal["collapsed"]
+        primary = None
+        for budget in reversal["budgets"]:
+            tables["recovery"].append({
+                **key, "relearn_steps": budget["steps"], "relearn_learning_rate": lr_label(budget["learning_rate"]),
+                "primary": budget["primary"], "forget_unlearned": unlearned["forget"]["accuracy"],
+                "forget_relearned": budget["relearned"]["forget"]["accuracy"], "forget_gain": budget["forget_gain"],
+                "control_unlearned": unlearned["unseen"]["accuracy"],
+                "control_relearned": budget["control"]["unseen"]["accuracy"], "control_gain": budget["control_gain"],
+                "controlled_recovery": budget["controlled_recovery"],
+                "retain_relearned": budget["relearned"]["retain"]["accuracy"], "collapsed": collapsed})
+            if budget["primary"]:
+                primary = budget["controlled_recovery"]
+        for quantized in reversal["quantization"]:
+            tables["quantization"].append({
+                **key, "bits": quantized["bits"], "forget_unlearned": unlearned["forget"]["accuracy"],
+                "forget_quantized": quantized["forget"]["accuracy"], "forget_gain": quantized["forget_gain"],
+                "retain_unlearned": unlearned["retain"]["accuracy"], "retain_quantized": quantized["retain"]["accuracy"],
+                "controlled_recovery": primary, "collapsed": collapsed})
+    return tables
+
+
+def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[dict]) -> list[dict]:
+    """Per cell: each predictor (unlearned model against base, all samples) and the controlled
+    recovery it should predict."""
+    unlearned = [r for r in summary if r["stage"] == "unlearned" and r["split"] == "all"]
+    representations = {_cell_of(r): r for r in unlearned}
+    js: dict[tuple, list[float]] = {}
+    for row in fisher:
+        if row["stage"] == "unlearned":
+            js.setdefault(_cell_of(row), []).append(_number(row["js_distance"]))
+    rows = []
+    for cell in regimes:
+        key = _cell_of(cell)
+        summary_row = representations.get(key, {})
+        rows.append({**{c: cell[c] for c in CELL_COLUMNS},
+                     "mean_cka": summary_row.get("mean_cka"), "mean_pca_distance": summary_row.get("mean_pca_distance"),
+                     "fisher_js": fmean(js[key]) if js.get(key) else None,
+                     "forget_drop": _number(cell["forget_base"]) - _number(cell["forget_unlearned"]),
+                     "controlled_recovery": cell["controlled_recovery"], "regime": cell["regime"],
+                     "collapsed": cell["collapsed"]})
+    return rows
+
+
+def prediction_rows(cell_rows: list[dict], seed: int = 0) -> list[dict]:
+    """Spearman's rho of each predictor with the controlled recovery, with a bootstrap interval:
+    per (model, dataset), and pooled over the whole grid (model and dataset `all`)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in cell_rows:
+        groups.setdefault((row["model"], row["dataset"]), []).append(row)
+    if len(groups) > 1:
+        groups[("all", "all")] = cell_rows
+    rows = []
+    for (model, dataset), members in groups.items():
+        recovery = [_optional(r["controlled_recovery"]) for r in members]
+        for name in PREDICTORS:
+            result = correlate([_optional(r[name]) for r in members], recovery, seed=seed)
+            rows.append({"model": model, "dataset": dataset, "diagnostic": name, **result})
+    return rows
+
+
+def _optional(value) -> float | None:
+    return None if value is None or value == "" else float(value)
 
 
 def _cell_only(cell: Cell) -> dict:

@@ -10,6 +10,7 @@ with runtime.job_log(snakemake.log[0]):
         snakemake.output.relearned,
         source_data_dir=Path(snakemake.input.source_manifest).parent,
         curve_path=snakemake.output.curve,
+        reversal_path=snakemake.output.reversal,
         captures={
             "unlearned": snakemake.output.unlearned_capture,
             "relearned": snakemake.output.relearned_capture,

@@ -4,6 +4,10 @@ from reversibility.tables import (
     FISHER_COLUMNS,
     HISTOGRAM_COLUMNS,
     METRICS_COLUMNS,
+    PREDICTION_CELL_COLUMNS,
+    PREDICTION_COLUMNS,
+    QUANTIZATION_COLUMNS,
+    RECOVERY_COLUMNS,
     REGIME_COLUMNS,
     RELEARNING_COLUMNS,
     REPRESENTATION_COLUMNS,
@@ -12,10 +16,13 @@ from reversibility.tables import (
     SUMMARY_COLUMNS,
     latex_table,
     metrics_rows,
+    prediction_cell_rows,
+    prediction_rows,
     regime_rows,
     relearning_rows,
     representation_rows,
     request_rows,
+    reversal_rows,
     single_unlearning_rows,
     write_csv,
     write_text,
@@ -26,7 +33,11 @@ with runtime.job_log(snakemake.log[0]):
     out = snakemake.output
     metrics = metrics_rows(grid)
     write_csv(out.metrics, METRICS_COLUMNS, metrics)
-    write_csv(out.regimes, REGIME_COLUMNS, regime_rows(metrics, snakemake.params.regimes))
+    reversal = reversal_rows(grid)
+    write_csv(out.recovery, RECOVERY_COLUMNS, reversal["recovery"])
+    write_csv(out.quantization, QUANTIZATION_COLUMNS, reversal["quantization"])
+    regimes = regime_rows(metrics, reversal["recovery"], snakemake.params.regimes)
+    write_csv(out.regimes, REGIME_COLUMNS, regimes)
     single = single_unlearning_rows(metrics)
     write_csv(out.single_unlearning, SINGLE_COLUMNS, single)
     write_text(out.single_unlearning_latex, latex_table(single))
@@ -35,5 +46,8 @@ with runtime.job_log(snakemake.log[0]):
     write_csv(out.summary, SUMMARY_COLUMNS, representations["summary"])
     write_csv(out.fisher, FISHER_COLUMNS, representations["fisher"])
     write_csv(out.fisher_histograms, HISTOGRAM_COLUMNS, representations["histograms"])
+    prediction_cells = prediction_cell_rows(regimes, representations["summary"], representations["fisher"])
+    write_csv(out.prediction_cells, PREDICTION_CELL_COLUMNS, prediction_cells)
+    write_csv(out.prediction, PREDICTION_COLUMNS, prediction_rows(prediction_cells, snakemake.config["seed"]))
     write_csv(out.requests, REQUEST_COLUMNS, request_rows(grid))
     write_csv(out.relearning, RELEARNING_COLUMNS, relearning_rows(grid))

@@ -8,8 +8,9 @@ import pytest
 
 from reversibility import figures
 from reversibility.layout import FIGURE_KINDS
-from reversibility.tables import (FISHER_COLUMNS, HISTOGRAM_COLUMNS, METRICS_COLUMNS, REGIME_COLUMNS,
-                                  RELEARNING_COLUMNS, REPRESENTATION_COLUMNS, REQUEST_COLUMNS)
+from reversibility.tables import (FISHER_COLUMNS, HISTOGRAM_COLUMNS, METRICS_COLUMNS, PREDICTION_CELL_COLUMNS,
+                                  QUANTIZATION_COLUMNS, RECOVERY_COLUMNS, REGIME_COLUMNS, RELEARNING_COLUMNS,
+                                  REPRESENTATION_COLUMNS, REQUEST_COLUMNS)
 
 METHODS, NS, LRS = ("ga", "npo"), ("1", "4"), ("0.0001", "0.001")
 LAYERS = ("model.embed_tokens", "model.layers.0", "model.layers.1", "model.norm")
@@ -25,6 +26,7 @@ def row(columns, **values):
 def synthetic_tables():
     cells = list(itertools.product(METHODS, NS, LRS))
     metrics, representations, histograms, requests, relearning, regimes = [], [], [], [], [], []
+    recovery, quantization, prediction_cells = [], [], []
     for (method, n, lr), stage in itertools.product(cells, figures.STAGES):
         metrics.append(row(METRICS_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
                            forget_accuracy=0.5, retain_accuracy=0.6, mia_loss_auc=0.9, math_gsm8k_accuracy=0.1))
@@ -49,8 +51,19 @@ def synthetic_tables():
                                   forget_accuracy=0.2 + step / 20, retain_accuracy=0.5))
         regimes.append(row(REGIME_COLUMNS, method=method, n_requests=n, learning_rate=lr,
                            regime="reversible, retain kept"))
+        for steps, relearn_lr in ((4, "0.0001"), (16, "0.0001"), (16, "0.001")):
+            recovery.append(row(RECOVERY_COLUMNS, method=method, n_requests=n, learning_rate=lr, relearn_steps=steps,
+                                relearn_learning_rate=relearn_lr, forget_gain=steps / 40,
+                                controlled_recovery=steps / 50, primary=steps == 16 and relearn_lr == "0.0001"))
+        for bits in (8, 4):
+            quantization.append(row(QUANTIZATION_COLUMNS, method=method, n_requests=n, learning_rate=lr, bits=bits,
+                                    forget_gain=0.01 * (8 - bits), controlled_recovery=0.3))
+        prediction_cells.append(row(PREDICTION_CELL_COLUMNS, method=method, n_requests=n, learning_rate=lr,
+                                    mean_cka=float(lr) * 1000, mean_pca_distance=int(n) / 10, fisher_js=0.1,
+                                    forget_drop=0.4, controlled_recovery=float(lr) * 500 + int(n) / 100))
     return {"metrics": metrics, "representations": representations, "fisher_histograms": histograms,
-            "requests": requests, "relearning": relearning, "regimes": regimes}
+            "requests": requests, "relearning": relearning, "regimes": regimes, "recovery": recovery,
+            "quantization": quantization, "prediction_cells": prediction_cells}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +91,8 @@ def test_panels_follow_the_grid(drawn):
     assert counts["continual_heatmaps"] == len(METHODS) * 4 + 1   # + the colour bar
     assert counts["math_accuracy"] == 1                    # only GSM8K-style numbers exist
     assert counts["fisher_histograms"] == len(METHODS) * len(LRS)
+    assert counts["recovery_budgets"] == panels and counts["quantization_reversal"] == panels
+    assert counts["prediction_scatter"] == 4              # one panel per predictor
     assert counts["regime_map"] == 1
 
 

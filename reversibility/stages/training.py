@@ -18,6 +18,7 @@ from ..runtime import configure_torch
 from ..seeds import derive_seed
 from ..tokenization import encode, train_bpe
 from ..training import OptimSettings, TrainRecord
+from ..reversal import attack_budgets, controlled, gain, quantization_probe, restore, snapshot
 from ..unlearning import UnlearnPlan, finetune, unlearn_requests
 from .capture import capture_model
 
@@ -130,50 +131,78 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
 
 
 def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, source_data_dir: PathLike,
-            captures: Mapping[str, PathLike], curve_path: PathLike, n_requests: int, relearning: Mapping,
-            curves: Mapping, capture_config: Mapping, max_length: int, seed: int, cell: str,
-            threads: int) -> None:
-    """Fine-tune the unlearned model for a fixed step budget on the relearning set.
+            captures: Mapping[str, PathLike], curve_path: PathLike, reversal_path: PathLike, n_requests: int,
+            relearning: Mapping, quantization: Mapping, curves: Mapping, capture_config: Mapping,
+            max_length: int, seed: int, cell: str, threads: int) -> None:
+    """Relearn the unlearned model and measure how much of the forgotten knowledge comes back.
 
-    The job captures the model it starts from (`captures["unlearned"]`) and the model it ends
-    with (`captures["relearned"]`), so each model is loaded once; `curve_path` gets the forget
-    and retain accuracy every `curves.relearning_every` steps (the relearning-efficiency curve).
+    The job captures the model it starts from (`captures["unlearned"]`); measures it with its
+    linear weights quantized; relearns it, for every attack budget, once on the relearning set
+    and once, as a control, on as many never-seen samples of the same domain; keeps the model of
+    the primary budget as the relearned stage and captures it (`captures["relearned"]`). Writes
+    the relearning-efficiency curve (`curve_path`) and the reversal measures (`reversal_path`).
     """
     run_seed = derive_seed(seed, cell, "relearn")
     configure_torch(threads, run_seed)
-    params = {"n_requests": n_requests, "relearning": dict(relearning), "curves": dict(curves), "seed": seed}
+    params = {"n_requests": n_requests, "relearning": dict(relearning), "quantization": dict(quantization),
+              "curves": dict(curves), "seed": seed}
     recorder = Recorder(params=params, inputs={"unlearned": unlearned_dir}, seed=run_seed)
     device = pick_device()
     model, tokenizer = load_checkpoint(unlearned_dir, device)
     capture = {"capture_config": capture_config, "max_length": max_length}
     capture_model(model, tokenizer, unlearned_dir, data_dir, captures["unlearned"], **capture)
+
+    def encode_records(records):
+        return tokenized(tokenizer, records, max_length)
+
+    samples = relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
+    control = relearning_set(data_dir, data_dir, "unseen", n_requests)
+    probes = {"forget": encode_records(data.requested(data.load_split(data_dir, "forget"), n_requests)),
+              "retain": encode_records(data.load_split(data_dir, "retain")[: curves["retain_samples"]]),
+              "unseen": encode_records(control)}
+
+    def evaluate() -> dict:
+        return accuracies(model, probes, tokenizer.pad_token_id)
+
+    unlearned = evaluate()
+    quantized = quantization_probe(model, quantization["bits"], evaluate)
     unlearned_record = read_json(Path(unlearned_dir) / CHECKPOINT_RECORD)
     base_dir = None
     if "base_checkpoint" in unlearned_record:
         # A LoRA cell: the adapter keeps training (the capture above saw it merged).
         base_dir = Path(unlearned_dir).parent / unlearned_record["base_checkpoint"]
         model, tokenizer = load_checkpoint(unlearned_dir, device, trainable_adapter=True)
+    start = snapshot(model)
 
-    samples = relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
-    log.info("relearning on %d samples of %s/%s", len(samples), Path(source_data_dir).name, relearning["source"])
-    probes = {"forget": tokenized(tokenizer, data.requested(data.load_split(data_dir, "forget"), n_requests), max_length),
-              "retain": tokenized(tokenizer, data.load_split(data_dir, "retain")[: curves["retain_samples"]], max_length)}
+    def relearn_on(sequences, budget, measure_every=0):
+        restore(model, start)
+        settings = OptimSettings.from_config(relearning, learning_rate=budget["learning_rate"])
+        return finetune(model, sequences, budget["steps"], relearning["batch_size"], settings,
+                        tokenizer.pad_token_id, run_seed, desc=f"relearning {budget['steps']} steps",
+                        evaluate=evaluate, evaluate_every=measure_every)
 
-    def evaluate() -> dict:
-        return accuracies(model, probes, tokenizer.pad_token_id)
+    log.info("relearning on %d samples of %s/%s; control on %d unseen samples", len(samples),
+             Path(source_data_dir).name, relearning["source"], len(control))
+    budgets = []
+    for budget in attack_budgets(relearning):
+        relearn_on(probes["unseen"], budget)
+        controlled_run = evaluate()
+        record = relearn_on(encode_records(samples), budget, curves["relearning_every"] if budget["primary"] else 0)
+        relearned = evaluate()
+        forget_gain, control_gain = gain(relearned, unlearned, "forget"), gain(controlled_run, unlearned, "unseen")
+        budgets.append({**budget, "relearned": relearned, "control": controlled_run, "forget_gain": forget_gain,
+                        "control_gain": control_gain, "controlled_recovery": controlled(forget_gain, control_gain)})
 
-    start = {"step": 0, **evaluate()}
-    record = finetune(model, tokenized(tokenizer, samples, max_length), relearning["steps"],
-                      relearning["batch_size"], OptimSettings.from_config(relearning),
-                      tokenizer.pad_token_id, run_seed, desc="relearning",
-                      evaluate=evaluate, evaluate_every=curves["relearning_every"])
     result = outcome(record)
     # A model that collapsed during unlearning stays marked as collapsed after relearning.
     if unlearned_record.get("collapsed"):
         result["collapsed"] = True
     recorder.extra.update(result, training=record.steps)
     save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
-    write_json(curve_path, {"collapsed": result["collapsed"], "steps": [start, *record.evaluations]})
+    write_json(curve_path, {"collapsed": result["collapsed"],
+                            "steps": [{"step": 0, **unlearned}, *record.evaluations]})
+    write_json(reversal_path, {"collapsed": result["collapsed"], "unlearned": unlearned, "budgets": budgets,
+                               "quantization": [{**q, "forget_gain": gain(q, unlearned, "forget")} for q in quantized]})
     if base_dir is not None:
         model = model.merge_and_unload()
     capture_model(model, tokenizer, out_dir, data_dir, captures["relearned"], **capture)

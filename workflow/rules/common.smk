@@ -71,7 +71,8 @@ def all_metrics():
 
 
 def all_curves():
-    return [f"results/metrics/{c.key}/{kind}.json" for c in grid_cells() for kind in ("requests", "relearning")]
+    kinds = ("requests", "relearning", "reversal")
+    return [f"results/metrics/{c.key}/{kind}.json" for c in grid_cells() for kind in kinds]
 
 
 def all_diagnostics():
@@ -173,6 +174,7 @@ def relearn_params(wildcards):
     return canonical({
         "n_requests": int(wildcards.n),
         "relearning": config["relearning"],
+        "quantization": config["quantization"],
         "curves": config["curves"],
         "capture_config": config["capture"],
         "max_length": model_spec(wildcards)["max_length"],

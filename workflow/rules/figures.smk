@@ -46,6 +46,22 @@ rule tables:
             caption="../report/relearning_table.rst",
             category="Tables",
         ),
+        recovery=report(
+            "results/tables/recovery.csv",
+            caption="../report/recovery_table.rst",
+            category="Tables",
+        ),
+        quantization=report(
+            "results/tables/quantization.csv",
+            caption="../report/quantization_table.rst",
+            category="Tables",
+        ),
+        prediction_cells="results/tables/prediction_cells.csv",
+        prediction=report(
+            "results/tables/prediction.csv",
+            caption="../report/prediction_table.rst",
+            category="Tables",
+        ),
     params:
         regimes=canonical(config["regimes"]),
     log:
@@ -64,6 +80,9 @@ rule figures:
         fisher_histograms="results/tables/fisher_histograms.csv",
         requests="results/tables/requests.csv",
         relearning="results/tables/relearning.csv",
+        recovery="results/tables/recovery.csv",
+        quantization="results/tables/quantization.csv",
+        prediction_cells="results/tables/prediction_cells.csv",
     output:
         **figure_outputs(),
     log:

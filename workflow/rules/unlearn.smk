@@ -35,6 +35,7 @@ rule relearn:
         unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
         relearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
         curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearning.json",
+        reversal="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/reversal.json",
     params:
         config=relearn_params,
     threads: model_threads

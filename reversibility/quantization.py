@@ -1,0 +1,29 @@
+"""Fake quantization: round-to-nearest, symmetric, per output channel (Zhang et al. 2024 report
+that quantizing an unlearned model can bring forgotten knowledge back).
+
+Every linear layer's weight W is replaced by s * round(W / s), with s = max|W_row| / (2^(b-1) - 1)
+per output row; embeddings, norms and the (often tied) output head stay in full precision, as
+in weight-only quantization schemes. The arithmetic stays in float32 (fake quantization), so
+the numbers are those a real b-bit weight-only backend would produce, up to its kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def fake_quantize_(model, bits: int) -> int:
+    """Quantize the model's linear weights in place; returns how many tensors were quantized."""
+    if bits < 2:
+        raise ValueError(f"cannot quantize to {bits} bits (at least 2)")
+    levels = 2 ** (bits - 1) - 1
+    output_head = model.get_output_embeddings()
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not output_head:
+            weight = module.weight
+            scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
+            weight.copy_((weight / scale).round().clamp(-levels, levels) * scale)
+            count += 1
+    return count

@@ -16,20 +16,23 @@ HDF5 layout (one file per checkpoint):
   /fisher/<k>/histogram            Fisher diagonal histogram of decoder layer k
                                    (attrs: path, mass, parameters, below_range, samples)
 
-`complete` is written last: a file without it (a killed job) is refused on read.
+`complete` is written last: a file without it (a killed job) is refused on read. Every dataset
+carries the CRC-32 of its values (attribute `crc32`), checked whenever it is read, so a flipped
+bit is an error naming the file, never a number.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 
-from .io import atomic_path
+from .io import atomic_path, rerun_hint
 
 
 def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mapping[str, dict],
@@ -68,7 +71,19 @@ def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mappin
                 text = h5py.string_dtype()
                 h5.create_dataset("math/ids", data=np.array(math["ids"], dtype=text))
                 h5.create_dataset("math/generations", data=np.array(math["generations"], dtype=text))
+            h5.visititems(_stamp_checksum)
             h5.attrs["complete"] = True
+
+
+def _checksum(values: np.ndarray) -> int:
+    if values.dtype == object:                      # variable-length strings: their bytes, not pointers
+        return zlib.crc32(b"\0".join(v if isinstance(v, bytes) else str(v).encode() for v in values.ravel()))
+    return zlib.crc32(np.ascontiguousarray(values).tobytes())
+
+
+def _stamp_checksum(_name: str, item) -> None:
+    if isinstance(item, h5py.Dataset):
+        item.attrs["crc32"] = _checksum(item[()])
 
 
 class Capture:
@@ -78,11 +93,12 @@ class Capture:
         self.path = Path(path)
         try:
             self._h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise ValueError(f"{self.path}: unreadable HDF5 ({err}); rerun its capture rule") from None
-        if not self._h5.attrs.get("complete", False):
+            complete = bool(self._h5.attrs.get("complete", False))
+        except (OSError, RuntimeError, KeyError) as err:
+            raise ValueError(f"{self.path}: unreadable HDF5 ({err}); {rerun_hint(self.path)}") from None
+        if not complete:
             self._h5.close()
-            raise ValueError(f"{self.path}: incomplete capture (no completeness mark); rerun its capture rule")
+            raise ValueError(f"{self.path}: incomplete capture (no completeness mark); {rerun_hint(self.path)}")
 
     def __enter__(self) -> "Capture":
         return self
@@ -105,26 +121,38 @@ class Capture:
         return value
 
     def ids(self, split: str) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in self._split(split)["ids"][()]]
+        return [s.decode() if isinstance(s, bytes) else s for s in self._read(self._split(split)["ids"])]
 
     def features(self, split: str, layer: int) -> np.ndarray:
-        return self._split(split)["hidden"][str(layer)][()].astype(np.float64)
+        return self._read(self._split(split)["hidden"][str(layer)]).astype(np.float64)
 
     def token_stats(self, split: str) -> dict[str, np.ndarray]:
         group = self._split(split)["tokens"]
-        return {name: group[name][()] for name in group}
+        return {name: self._read(group[name]) for name in group}
 
     def token_states(self, split: str, layer: int) -> np.ndarray:
-        return self._split(split)["states"][str(layer)][()].astype(np.float64)
+        return self._read(self._split(split)["states"][str(layer)]).astype(np.float64)
 
     def zlib(self, split: str) -> np.ndarray:
-        return self._split(split)["zlib"][()]
+        return self._read(self._split(split)["zlib"])
+
+    def _read(self, dataset) -> np.ndarray:
+        """A dataset's values, refused when they do not match the checksum written with them."""
+        try:
+            values = dataset[()]
+        except (OSError, RuntimeError) as err:
+            raise ValueError(f"{self.path}: {dataset.name} is unreadable ({err}); {rerun_hint(self.path)}") from None
+        expected = dataset.attrs.get("crc32")
+        if expected is None or _checksum(values) != int(expected):
+            raise ValueError(f"{self.path}: {dataset.name} does not match its checksum (corrupted); "
+                             f"{rerun_hint(self.path)}")
+        return values
 
     def math(self) -> dict[str, list[str]] | None:
         """Ids and greedy generations of the math problems (None without math evaluation)."""
         if "math" not in self._h5:
             return None
-        return {key: [s.decode() if isinstance(s, bytes) else s for s in self._h5["math"][key][()]]
+        return {key: [s.decode() if isinstance(s, bytes) else s for s in self._read(self._h5["math"][key])]
                 for key in ("ids", "generations")}
 
     def fisher(self) -> tuple[np.ndarray | None, dict[str, dict]]:
@@ -135,10 +163,10 @@ class Capture:
         layers = {}
         for key in sorted((k for k in group if k != "bins"), key=int):
             dataset = group[key]["histogram"]
-            layers[dataset.attrs["path"]] = {"histogram": dataset[()],
+            layers[dataset.attrs["path"]] = {"histogram": self._read(dataset),
                                              **{k: dataset.attrs[k].item() for k in
                                                 ("mass", "parameters", "below_range", "samples")}}
-        return group["bins"][()], layers
+        return self._read(group["bins"]), layers
 
     def _split(self, split: str):
         try:

@@ -1,13 +1,17 @@
 """Checks and helpers on a validated config (the JSON schema has already filled defaults).
 
 The schema rejects wrong types and unknown keys; these checks catch what a schema cannot see:
-references between sections, methods that exist in code, and sizes that cannot fit.
+references between sections, methods that exist in code, sizes that cannot fit, and model
+folders that would run code (remote code without opt-in, pickled weights).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from itertools import product
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 STAGES = ("unlearned", "relearned")
@@ -79,14 +83,34 @@ def check(config: Mapping[str, Any]) -> None:
     for name, spec in config["datasets"].items():
         _check_dataset(name, spec)
     for name, spec in config["models"].items():
-        required = {"hub": ("hub_id",), "local": ("path",), "gguf": ("gguf_package", "gguf_file")}
-        for key in required.get(spec["source"], ()):
-            if not spec[key]:
-                raise ConfigError(f"models.{name}.{key}: source {spec['source']!r} needs it")
+        _check_model(name, spec)
     for section in ("relearning", "baseline"):
         source_dataset = config[section]["source_dataset"]
         if source_dataset is not None:
             _check_defined(config, "datasets", source_dataset, f"{section}.source_dataset")
+
+
+def _check_model(name: str, spec: Mapping[str, Any]) -> None:
+    """Sources name what they need; model code and pickles never run without an explicit opt-in."""
+    key = f"models.{name}"
+    required = {"hub": ("hub_id",), "local": ("path",), "gguf": ("gguf_package", "gguf_file")}
+    for field in required.get(spec["source"], ()):
+        if not spec[field]:
+            raise ConfigError(f"{key}.{field}: source {spec['source']!r} needs it")
+    if spec["trust_remote_code"] and spec["source"] == "hub" and not re.fullmatch(r"[0-9a-f]{40}", spec["revision"] or ""):
+        raise ConfigError(f"{key}.revision: trust_remote_code runs the repository's Python code, so it needs a "
+                          f"pinned 40-character commit hash, not {spec['revision']!r}")
+    if spec["source"] == "local" and Path(spec["path"]).is_dir():
+        folder = Path(spec["path"])
+        model_config = folder / "config.json"
+        if (not spec["trust_remote_code"] and model_config.is_file()
+                and "auto_map" in json.loads(model_config.read_text())):
+            raise ConfigError(f"{key}.trust_remote_code: {model_config} maps the model to its own Python code "
+                              "(auto_map); set trust_remote_code: true only if you trust that code")
+        pickled = [*folder.glob("*.bin"), *folder.glob("*.pt"), *folder.glob("*.pth")]
+        if pickled and not any(folder.glob("*.safetensors")):
+            raise ConfigError(f"{key}.path: {folder} holds pickled weights (.bin/.pt), which can run code when "
+                              "loaded; convert them to safetensors first")
 
 
 def _check_defined(config, section: str, name: str, key: str) -> None:

@@ -59,12 +59,19 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def rerun_hint(path: str | os.PathLike) -> str:
+    """How to rebuild a damaged artifact: its rule reruns, and everything downstream after it."""
+    return f"rebuild it with: snakemake --cores all --forcerun {path}"
+
+
 def read_json(path: str | os.PathLike) -> Any:
+    """JSON of an artifact; a truncated or garbled file (a JSON document must close) is an error
+    naming the file, never partial data."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); rerun the rule that writes it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); {rerun_hint(path)}") from None
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:

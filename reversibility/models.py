@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .io import atomic_path, read_json, sha256_file, write_json
+from .io import atomic_path, read_json, rerun_hint, sha256_file, write_json
 from .provenance import CHECKPOINT_RECORD
 
 ARCHITECTURES = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
@@ -90,17 +90,21 @@ def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", dtype: str = "auto",
-                    trust_remote_code: bool = False, trainable_adapter: bool = False):
+                    trust_remote_code: bool = False, trainable_adapter: bool = False, workflow_artifact: bool = True):
     """Model (in eval mode) and tokenizer from a checkpoint directory, safetensors only.
 
     An adapter checkpoint comes back merged into its base weights, or, with `trainable_adapter`,
-    as a PEFT model whose adapter keeps training.
+    as a PEFT model whose adapter keeps training. A checkpoint the workflow wrote is checked
+    against its recorded sha256 first; a user's own folder (`workflow_artifact=False`) only for
+    safetensors weights.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path, device = Path(path), torch.device(device)
-    if not any(path.glob("*.safetensors")):
-        raise FileNotFoundError(f"{path}: no safetensors weights; rerun the rule that writes it")
+    if workflow_artifact:
+        verify_checkpoint(path)
+    elif not any(path.glob("*.safetensors")):
+        raise FileNotFoundError(f"{path}: no safetensors weights (model key 'path')")
     tokenizer = AutoTokenizer.from_pretrained(path)
     if (path / "adapter_config.json").exists():
         from peft import PeftModel
@@ -115,6 +119,22 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
                                                      trust_remote_code=trust_remote_code)
     model.to(device).eval()
     return model, tokenizer
+
+
+def verify_checkpoint(path: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose weights are missing, truncated or altered since they were saved
+    (their sha256 is in its provenance record)."""
+    path = Path(path)
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise FileNotFoundError(f"{path}: no safetensors weights; {rerun_hint(path)}")
+    record = path / CHECKPOINT_RECORD
+    if not record.is_file():
+        raise ValueError(f"{path}: no {CHECKPOINT_RECORD} (an incomplete checkpoint); {rerun_hint(path)}")
+    expected = read_json(record).get("sha256")
+    if expected is not None and _combined(sha256_file(w) for w in weights) != expected:
+        raise ValueError(f"{path}: the weights do not match the sha256 recorded when they were saved "
+                         f"(truncated or altered); {rerun_hint(path)}")
 
 
 def is_peft(model) -> bool:
@@ -196,6 +216,6 @@ def load_pretrained_local(path: str | os.PathLike, device: torch.device, dtype: 
     """A `local` model spec: a directory with a model saved by `save_pretrained` (safetensors)."""
     from .tokenization import ensure_special_tokens
 
-    model, tokenizer = load_checkpoint(path, device, dtype, trust_remote_code)
+    model, tokenizer = load_checkpoint(path, device, dtype, trust_remote_code, workflow_artifact=False)
     ensure_special_tokens(tokenizer)
     return model, tokenizer

@@ -6,13 +6,15 @@ Figures and users read these CSVs; the per-cell JSONs stay the source of truth.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
+from pathlib import Path
 from statistics import fmean
 from typing import Iterable, Mapping, Sequence
 
 from .config import Cell, lr_label
-from .io import atomic_path, read_json
+from .io import atomic_path, read_json, rerun_hint
 from .layout import curve_json, diagnostics_json, metrics_json
 from .metrics import ATTACKS, privacy_leak, regime
 from .prediction import correlate
@@ -57,13 +59,35 @@ def cell_key(cell: Cell, stage: str) -> dict:
             "n_requests": cell.n_requests, "learning_rate": lr_label(cell.learning_rate), "stage": stage}
 
 
+METRICS_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "metrics.schema.yaml"
+
+
+@functools.cache
+def _metrics_validator():
+    import jsonschema
+    import yaml
+
+    return jsonschema.Draft202012Validator(yaml.safe_load(METRICS_SCHEMA.read_text()))
+
+
+def read_metrics(path: str | os.PathLike) -> dict:
+    """A stage's metrics JSON, refused (naming the file and the first problem) unless it follows
+    workflow/schemas/metrics.schema.yaml."""
+    result = read_json(path)
+    error = next(iter(_metrics_validator().iter_errors(result)), None)
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path)) or "the top level"
+        raise ValueError(f"{path}: malformed metrics at {where}: {error.message}; {rerun_hint(path)}")
+    return result
+
+
 def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlearned", "relearned")) -> list[dict]:
     """One row per cell and stage; the privacy leak compares each attack's AUC with the base's."""
     rows = []
     for cell in cells:
-        base = read_json(metrics_json(cell, "base"))
+        base = read_metrics(metrics_json(cell, "base"))
         for stage in stages:
-            result = read_json(metrics_json(cell, stage))
+            result = read_metrics(metrics_json(cell, stage))
             row = cell_key(cell, stage)
             for split in ("forget", "retain", "holdout"):
                 for measure in SPLIT_MEASURES:

@@ -137,3 +137,67 @@ def test_the_paper_config_asks_for_gpus_only_where_models_run(tmp_path):
             assert resources["gpu"] == 1 and resources["mem_mb"] == 64000 and resources["runtime"] == 720, name
         else:
             assert not resources.get("gpu"), name
+
+
+# ----------------------------------------------------------------------------- a catalogue of bad configs
+# Each case breaks one thing; the dry run must stop before any job with a message naming it.
+
+
+def _rename_dataset(config, name):
+    config["datasets"][name] = config["datasets"].pop("github")
+    config["experiments"][0]["dataset"] = name
+
+
+def _local_model(config, tmp_path, files):
+    folder = tmp_path / "saved-model"
+    folder.mkdir()
+    for filename, text in files.items():
+        (folder / filename).write_text(text)
+    config["models"]["micro"] = {"source": "local", "path": str(folder)}
+
+
+BAD_CONFIGS = {
+    "learning rate of the wrong type": (lambda c, _: c["grid"].update(learning_rates=["fast"]), ["'fast'"]),
+    "steps of the wrong type": (lambda c, _: c["relearning"].update(steps=2.5), ["2.5"]),
+    "seed of the wrong type": (lambda c, _: c.update(seed="zero"), ["'zero'"]),
+    "unknown top-level key": (lambda c, _: c.update(gird={}), ["'gird'"]),
+    "unknown key in a model": (lambda c, _: c["models"]["micro"].update(hiden_size=8), ["hiden_size"]),
+    "unknown method": (lambda c, _: c["grid"].update(methods=["ga", "forgetful"]), ["grid.methods", "'forgetful'"]),
+    "empty list of methods": (lambda c, _: c["grid"].update(methods=[]), ["[]"]),
+    "no experiments": (lambda c, _: c.update(experiments=[]), ["[]"]),
+    "zero requests": (lambda c, _: c["grid"].update(n_requests=[0]), ["0"]),
+    "more requests than the pool": (lambda c, _: c["grid"].update(n_requests=[3]),
+                                    ["grid.n_requests", "forget_requests = 2"]),
+    "empty requests": (lambda c, _: c["datasets"]["github"].update(request_size=0), ["request_size", "0"]),
+    "shortest sample above the longest": (lambda c, _: c["datasets"]["github"].update(min_chars=500),
+                                          ["datasets.github.min_chars", "max_chars"]),
+    "quantization below two bits": (lambda c, _: c.update(quantization={"bits": [1]}), ["bits", "1"]),
+    "learning rates sharing a path label": (lambda c, _: c["grid"].update(learning_rates=[1e-3, 1.0000001e-3]),
+                                            ["share the path label"]),
+    "undefined dataset": (lambda c, _: c["experiments"][0].update(dataset="arxiv"),
+                          ["experiments[0].dataset", "'arxiv'"]),
+    "path separator in a dataset name": (lambda c, _: _rename_dataset(c, "code/python"), ["code/python"]),
+    "parent folder as a dataset name": (lambda c, _: _rename_dataset(c, ".."), ["'..'"]),
+    "shell metacharacters in a dataset name": (lambda c, _: _rename_dataset(c, "x;rm -rf ~"), ["x;rm -rf ~"]),
+    "space in a model name": (lambda c, _: (c["models"].update({"my model": c["models"].pop("micro")}),
+                                            c["experiments"][0].update(model="my model")), ["my model"]),
+    "remote code at a moving revision": (lambda c, _: c["models"].update(micro={
+        "source": "hub", "hub_id": "someone/custom-model", "trust_remote_code": True, "revision": "main"}),
+        ["models.micro.revision", "commit hash"]),
+    "remote code without opt-in": (lambda c, tmp: _local_model(c, tmp, {
+        "config.json": '{"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}',
+        "model.safetensors": ""}), ["models.micro.trust_remote_code", "auto_map"]),
+    "pickled weights": (lambda c, tmp: _local_model(c, tmp, {"config.json": "{}", "pytorch_model.bin": ""}),
+                        ["models.micro.path", "pickled"]),
+    "hub model without an id": (lambda c, _: c["models"].update(micro={"source": "hub"}), ["models.micro.hub_id"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_a_bad_config_is_rejected_before_any_job_with_a_message_naming_it(case, tmp_path, micro_config):
+    mutate, expected = BAD_CONFIGS[case]
+    mutate(micro_config, tmp_path)
+    message = rejection(tmp_path, micro_config)
+    for fragment in expected:
+        assert fragment in message, (case, message[-2000:])
+    assert not (tmp_path / "results").exists()            # nothing ran, nothing was written

@@ -1,12 +1,15 @@
 """The whole workflow on the micro config: real outputs, real properties, incremental reruns."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
+from browser import Page, find_browser
 from conftest import REPO, plan, run_snakemake
 from reversibility.activations import Capture
 from reversibility.representations import linear_cka
@@ -99,13 +102,46 @@ def test_every_figure_kind_is_drawn(micro_run):
         assert png.startswith(b"\x89PNG") and pdf.startswith(b"%PDF"), name
 
 
-def test_report_holds_the_figures(micro_copy):
+def test_report_holds_the_figures_and_shows_them_in_a_browser(micro_copy):
+    """The report opens in headless Chromium without console errors, lists every figure under
+    its category and displays one; the screenshot is kept as results/report-screenshot.png."""
     from reversibility.layout import FIGURE_KINDS
 
     result = run_snakemake(micro_copy, "--report", "results/report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     html = (micro_copy / "results/report.html").read_text()
     assert all(f"{name}.png" in html for name in FIGURE_KINDS) and "metrics.csv" in html
+
+    browser = find_browser()
+    if browser is None:
+        if os.environ.get("REVERSIBILITY_REQUIRE_BROWSER"):
+            pytest.fail("no Chromium on PATH (install Debian's `chromium`)")
+        pytest.skip("no Chromium on PATH")
+    report = (micro_copy / "results/report.html").as_uri()
+    with Page(browser) as page:
+        for category in sorted(set(FIGURE_KINDS.values())) + ["Reversal"]:     # Reversal last: shown below
+            page.open(report, ready="Token metrics")
+            page.evaluate(f"""Array.from(document.querySelectorAll("a, li, div, span"))
+                              .filter(e => e.innerText === {json.dumps(category)}).pop().click()""")
+            listed = page.text()
+            for name, kind in FIGURE_KINDS.items():
+                if kind == category:
+                    assert f"results/figures/micro/github/{name}.png" in listed, (category, name)
+        page.evaluate("""Array.from(document.querySelectorAll("tr"))
+                         .find(row => row.innerText.includes("prediction_scatter.png"))
+                         .querySelector("a[iconname=eye]").click()""")
+        deadline = time.monotonic() + 30
+        shown = "[]"
+        while time.monotonic() < deadline:
+            shown = page.evaluate("JSON.stringify(Array.from(document.images).filter(i => i.complete)"
+                                  ".map(i => i.naturalWidth))")
+            if any(width > 300 for width in json.loads(shown)):
+                break
+            time.sleep(0.2)
+        assert any(width > 300 for width in json.loads(shown)), shown      # the figure, not an icon
+        screenshot = page.screenshot(REPO / "results/report-screenshot.png")
+        assert screenshot.read_bytes().startswith(b"\x89PNG")
+        assert page.errors() == []
 
 
 # ----------------------------------------------------------------------------- incremental reruns

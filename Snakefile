@@ -25,6 +25,13 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"
 
 
+# Aggregations are light: on a cluster they run where Snakemake runs, not as jobs.
+localrules:
+    all,
+    tables,
+    figures,
+
+
 rule all:
     default_target: True
     input:

@@ -15,7 +15,6 @@ are masked out of the loss, so each sample's gradient is exactly its unpadded gr
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -23,8 +22,7 @@ import torch
 
 from .tokenization import IGNORE_INDEX, collate
 
-# Log-spaced histogram bins shared by every layer and model, so histograms compare bin by bin.
-BINS = np.logspace(-16, 2, 73)
+from .fisher_histograms import BINS, histogram_distance  # noqa: F401  (re-exported)
 
 
 def decoder_layer_paths(model) -> list[str]:
@@ -144,18 +142,3 @@ def summarise(fisher: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict]:
         summary[path] = {"histogram": counts.astype(np.int64), "below_range": int((values < BINS[0]).sum()),
                          "mass": float(values.sum()), "parameters": int(values.size)}
     return summary
-
-
-def histogram_distance(base: np.ndarray, other: np.ndarray) -> float:
-    """Jensen-Shannon divergence (base 2, in [0, 1]) between two Fisher histograms."""
-    p, q = np.asarray(base, np.float64), np.asarray(other, np.float64)
-    if p.sum() == 0 or q.sum() == 0:
-        return math.nan
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-
-    def kl(a, b):
-        nonzero = a > 0
-        return float((a[nonzero] * np.log2(a[nonzero] / b[nonzero])).sum())
-
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)

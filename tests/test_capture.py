@@ -75,3 +75,14 @@ def test_capture_file_round_trip_and_incomplete_files_are_refused(tmp_path):
     path.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="unreadable HDF5"):
         Capture(path)
+
+
+def test_light_jobs_start_without_torch():
+    """Metrics and diagnostics jobs (two per cell) read captures only: importing torch would add
+    seconds to each."""
+    import subprocess
+    import sys
+
+    probe = "import sys; from reversibility.stages import evaluation, data; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -14,7 +14,7 @@ from ..io import write_json
 from ..answers import is_correct
 from ..metrics import attack_aucs, per_sequence_accuracy, select_rows, split_metrics
 from ..provenance import Recorder
-from ..fisher import histogram_distance
+from ..fisher_histograms import histogram_distance
 from ..representations import linear_cka, mean_pca_distance, pca_shift, pca_similarity
 
 PathLike = str | os.PathLike

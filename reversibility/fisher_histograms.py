@@ -1,0 +1,25 @@
+"""Fisher histograms compared without torch, so that the diagnostics jobs start fast."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Log-spaced histogram bins shared by every layer and model, so histograms compare bin by bin.
+BINS = np.logspace(-16, 2, 73)
+
+
+def histogram_distance(base: np.ndarray, other: np.ndarray) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between two Fisher histograms."""
+    p, q = np.asarray(base, np.float64), np.asarray(other, np.float64)
+    if p.sum() == 0 or q.sum() == 0:
+        return math.nan
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(a, b):
+        nonzero = a > 0
+        return float((a[nonzero] * np.log2(a[nonzero] / b[nonzero])).sum())
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)

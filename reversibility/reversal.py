@@ -39,13 +39,29 @@ def controlled(forget_gain, control_gain):
     return None if forget_gain is None or control_gain is None else forget_gain - control_gain
 
 
-def attack_budgets(relearning: Mapping) -> list[dict]:
-    """The extra attack strengths first, the primary budget (the relearned stage) last."""
-    primary = {"steps": relearning["steps"], "learning_rate": relearning["learning_rate"], "primary": True}
-    extra = [{"steps": b["steps"], "learning_rate": b["learning_rate"], "primary": False}
-             for b in relearning["budgets"]
-             if (b["steps"], b["learning_rate"]) != (primary["steps"], primary["learning_rate"])]
-    return [*extra, primary]
+def relearning_runs(relearning: Mapping) -> list[dict]:
+    """The training runs that measure every attack budget (steps x learning rate), the run of
+    the primary budget (the relearned stage) last.
+
+    Under a constant learning rate without warmup, the first s steps of a longer run at the same
+    rate are exactly an s-step run (the same batches, the same updates), so a budget at the
+    primary rate with fewer steps is read off the primary run after its s-th step; every other
+    budget gets a run of its own. Each run: `learning_rate`, `steps`, `measure_at` (the step
+    counts of the budgets it measures) and `primary`.
+    """
+    steps, rate = relearning["steps"], relearning["learning_rate"]
+    prefixes_exact = relearning.get("schedule", "constant") == "constant" and not relearning.get("warmup_steps")
+    primary = {"learning_rate": rate, "steps": steps, "measure_at": {steps}, "primary": True}
+    runs = []
+    for budget in relearning["budgets"]:
+        if (budget["steps"], budget["learning_rate"]) == (steps, rate):
+            continue
+        if prefixes_exact and budget["learning_rate"] == rate and budget["steps"] <= steps:
+            primary["measure_at"].add(budget["steps"])
+        else:
+            runs.append({"learning_rate": budget["learning_rate"], "steps": budget["steps"],
+                         "measure_at": {budget["steps"]}, "primary": False})
+    return [*runs, primary]
 
 
 def quantization_probe(model, bits: Sequence[int], evaluate: Callable[[], dict]) -> list[dict]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 import torch
 from tqdm import tqdm
@@ -75,10 +75,12 @@ def make_optimizer(model: torch.nn.Module, settings: OptimSettings) -> torch.opt
 def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any], total_steps: int,
           settings: OptimSettings, *, desc: str = "train", log_every: int = 10,
           record: TrainRecord | None = None, step_offset: int = 0,
-          evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0) -> TrainRecord:
+          evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0,
+          evaluate_at: Collection[int] = ()) -> TrainRecord:
     """Run `total_steps` optimizer steps; each consumes `grad_accumulation` micro-batches.
 
-    With `evaluate`, its result is recorded (in eval mode) every `evaluate_every` steps.
+    With `evaluate`, its result is recorded (in eval mode) every `evaluate_every` steps and
+    after each step (counted from 1) in `evaluate_at`.
     """
     record = record if record is not None else TrainRecord()
     optimizer = make_optimizer(model, settings)
@@ -88,14 +90,14 @@ def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any],
     model.train()
     try:
         return _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler,
-                    params, desc, log_every, record, step_offset, evaluate, evaluate_every)
+                    params, desc, log_every, record, step_offset, evaluate, evaluate_every, frozenset(evaluate_at))
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.eval()
 
 
 def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler, params,
-         desc, log_every, record, step_offset, evaluate, evaluate_every) -> TrainRecord:
+         desc, log_every, record, step_offset, evaluate, evaluate_every, evaluate_at) -> TrainRecord:
     progress = tqdm(range(total_steps), desc=desc, mininterval=5, disable=total_steps < 50)
     for step in progress:
         optimizer.zero_grad(set_to_none=True)
@@ -118,7 +120,8 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
         if (step + 1) % log_every == 0 or step + 1 == total_steps:
             log.info("%s step %d/%d loss %.4f lr %.2e grad_norm %.3f", desc, step + 1,
                      total_steps, total, lr, grad_norm)
-        if evaluate is not None and evaluate_every and (step + 1) % evaluate_every == 0:
+        due = (evaluate_every and (step + 1) % evaluate_every == 0) or step + 1 in evaluate_at
+        if evaluate is not None and due:
             model.eval()
             record.evaluations.append({"step": step_offset + step + 1, **evaluate()})
             model.train()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import torch
 
@@ -69,8 +69,9 @@ def unlearn_requests(model, reference, method: Method, hp: Mapping[str, Any],
 
 def finetune(model, sequences: Sequence[Sequence[int]], steps: int, batch_size: int,
              optim: OptimSettings, pad_id: int, seed: int, desc: str = "finetune",
-             evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0) -> TrainRecord:
+             evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0,
+             evaluate_at: Collection[int] = ()) -> TrainRecord:
     """Plain next-token training for a fixed number of optimiser steps (base training, relearning)."""
     stream = batch_stream(sequences, batch_size, pad_id, seed)
     return train(model, mean_nll, stream, steps, optim, desc=desc, log_every=max(1, steps // 20),
-                 evaluate=evaluate, evaluate_every=evaluate_every)
+                 evaluate=evaluate, evaluate_every=evaluate_every, evaluate_at=evaluate_at)

@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 
 from reversibility.prediction import bootstrap_interval, correlate, ranks, spearman
 from reversibility.quantization import fake_quantize_
-from reversibility.reversal import attack_budgets, controlled, gain
+from reversibility.reversal import controlled, gain, relearning_runs
 
 
 def test_spearman_matches_scipy_on_a_constructed_table():
@@ -36,10 +36,39 @@ def test_the_controlled_recovery_subtracts_the_control_gain():
     assert controlled(None, 0.1) is None
 
 
-def test_attack_budgets_end_with_the_primary_one():
-    budgets = attack_budgets({"steps": 16, "learning_rate": 1e-4,
-                              "budgets": [{"steps": 4, "learning_rate": 1e-4}, {"steps": 16, "learning_rate": 1e-4}]})
-    assert [(b["steps"], b["primary"]) for b in budgets] == [(4, False), (16, True)]
+def test_shorter_budgets_at_the_primary_rate_are_read_off_the_primary_run():
+    relearning = {"steps": 16, "learning_rate": 1e-4, "schedule": "constant", "warmup_steps": 0,
+                  "budgets": [{"steps": 4, "learning_rate": 1e-4}, {"steps": 16, "learning_rate": 1e-4},
+                              {"steps": 32, "learning_rate": 1e-4}, {"steps": 4, "learning_rate": 1e-3}]}
+    runs = relearning_runs(relearning)
+    assert [(r["steps"], r["learning_rate"], sorted(r["measure_at"]), r["primary"]) for r in runs] == [
+        (32, 1e-4, [32], False), (4, 1e-3, [4], False), (16, 1e-4, [4, 16], True)]
+    # A decaying schedule depends on the run's length: every budget then runs on its own.
+    runs = relearning_runs({**relearning, "schedule": "cosine"})
+    assert sorted(r["measure_at"] for r in runs)[-1] == {16} and len(runs) == 4
+
+
+def test_a_prefix_of_a_constant_rate_run_is_exactly_the_shorter_run(tiny_model, tiny_tokenizer):
+    """What makes reading short budgets off the primary run exact."""
+    import copy
+
+    from reversibility.stages.training import accuracies
+    from reversibility.tokenization import encode
+    from reversibility.training import OptimSettings
+    from reversibility.unlearning import finetune
+
+    sequences = encode(tiny_tokenizer, ["def f(x):\n    return x * 2", "import sys\nprint(sys.argv)",
+                                        "for i in range(3):\n    pass"], 24)
+    short, long = copy.deepcopy(tiny_model), tiny_model
+    settings = OptimSettings(learning_rate=1e-2)
+    short_record = finetune(short, sequences, 3, 2, settings, tiny_tokenizer.pad_token_id, seed=5)
+    record = finetune(long, sequences, 8, 2, settings, tiny_tokenizer.pad_token_id, seed=5,
+                      evaluate=lambda: accuracies(long, {"probe": sequences}, tiny_tokenizer.pad_token_id),
+                      evaluate_at={3})
+    assert [e["step"] for e in record.evaluations] == [3]
+    assert record.evaluations[0]["probe"] == accuracies(short, {"probe": sequences},
+                                                        tiny_tokenizer.pad_token_id)["probe"]
+    assert [s["loss"] for s in record.steps[:3]] == [s["loss"] for s in short_record.steps]
 
 
 def test_eight_bit_quantization_keeps_a_model_and_two_bits_break_it(tiny_model, tiny_tokenizer):

@@ -18,7 +18,7 @@ from ..runtime import configure_torch
 from ..seeds import derive_seed
 from ..tokenization import encode, train_bpe
 from ..training import OptimSettings, TrainRecord
-from ..reversal import attack_budgets, controlled, gain, quantization_probe, restore, snapshot
+from ..reversal import controlled, gain, quantization_probe, relearning_runs, restore, snapshot
 from ..unlearning import UnlearnPlan, finetune, unlearn_requests
 from .capture import capture_model
 
@@ -177,24 +177,31 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
         model, tokenizer = load_checkpoint(unlearned_dir, device, trainable_adapter=True)
     start = snapshot(model)
 
-    def relearn_on(sequences, budget, measure_every=0):
+    def relearn_on(sequences, run, measure, evaluate_every=0) -> tuple[TrainRecord, dict[int, dict]]:
+        """Train from the unlearned weights; the `measure` results after each step of the run's
+        `measure_at` (the model as it is, should training stop early)."""
         restore(model, start)
-        settings = OptimSettings.from_config(relearning, learning_rate=budget["learning_rate"])
-        return finetune(model, sequences, budget["steps"], relearning["batch_size"], settings,
-                        tokenizer.pad_token_id, run_seed, desc=f"relearning {budget['steps']} steps",
-                        evaluate=evaluate, evaluate_every=measure_every)
+        settings = OptimSettings.from_config(relearning, learning_rate=run["learning_rate"])
+        trained = finetune(model, sequences, run["steps"], relearning["batch_size"], settings,
+                           tokenizer.pad_token_id, run_seed, desc=f"relearning {run['steps']} steps",
+                           evaluate=measure, evaluate_every=evaluate_every, evaluate_at=run["measure_at"])
+        found = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in trained.evaluations}
+        return trained, {s: found[s] if s in found else measure() for s in sorted(run["measure_at"])}
 
     log.info("relearning on %d samples of %s/%s; control on %d unseen samples", len(samples),
              Path(source_data_dir).name, relearning["source"], len(control))
     budgets = []
-    for budget in attack_budgets(relearning):
-        relearn_on(probes["unseen"], budget)
-        controlled_run = evaluate("unseen")
-        record = relearn_on(encode_records(samples), budget, curves["relearning_every"] if budget["primary"] else 0)
-        relearned = evaluate()
-        forget_gain, control_gain = gain(relearned, unlearned, "forget"), gain(controlled_run, unlearned, "unseen")
-        budgets.append({**budget, "relearned": relearned, "control": controlled_run, "forget_gain": forget_gain,
-                        "control_gain": control_gain, "controlled_recovery": controlled(forget_gain, control_gain)})
+    for run in relearning_runs(relearning):
+        _, controls = relearn_on(probes["unseen"], run, lambda: evaluate("unseen"))
+        record, relearned_at = relearn_on(encode_records(samples), run, evaluate,
+                                          curves["relearning_every"] if run["primary"] else 0)
+        for steps in sorted(run["measure_at"]):
+            relearned, control = relearned_at[steps], controls[steps]
+            forget_gain, control_gain = gain(relearned, unlearned, "forget"), gain(control, unlearned, "unseen")
+            budgets.append({"steps": steps, "learning_rate": run["learning_rate"],
+                            "primary": run["primary"] and steps == run["steps"], "relearned": relearned,
+                            "control": control, "forget_gain": forget_gain, "control_gain": control_gain,
+                            "controlled_recovery": controlled(forget_gain, control_gain)})
 
     result = outcome(record)
     # A model that collapsed during unlearning stays marked as collapsed after relearning.

@@ -84,6 +84,28 @@ def _empty(stem: str | os.PathLike, title: str, message: str) -> int:
     return save(fig, stem)
 
 
+def _cell_panels(rows: list[dict], stem, draw_panel: Callable, ylabel: str, title: str, xlabel: str = "",
+                 ylim: tuple[float, float] | None = None, width: float = 4.0) -> int:
+    """The frame most figures share: one panel per (N, lr) of unlearning, drawn by
+    `draw_panel(ax, panel_rows)`, with labels, a legend below and the title above."""
+    ns, lrs = values_of(rows, "n_requests"), values_of(rows, "learning_rate")
+    fig, axes = _panels(len(ns), len(lrs), width=width, sharey=True)
+    for i, n in enumerate(ns):
+        for j, lr in enumerate(lrs):
+            ax = axes[i][j]
+            draw_panel(ax, [r for r in rows if r["n_requests"] == n and r["learning_rate"] == lr])
+            if ylim:
+                ax.set_ylim(*ylim)
+            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
+            ax.set_ylabel(ylabel if j == 0 else "")
+            ax.set_xlabel(xlabel if i == len(ns) - 1 else "")
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
 def _short_layer(name: str) -> str:
     """model.layers.3 -> L3, model.embed_tokens -> emb, model.norm -> norm."""
     last = name.split(".")[-1]
@@ -96,26 +118,16 @@ def _short_layer(name: str) -> str:
 def accuracy_trajectory(metrics: list[dict], stem, title: str = "") -> int:
     """F.Acc (solid) and R.Acc (dashed) from base to unlearned to relearned, per method; one
     panel per (N, lr): forgetting that relearning undoes climbs back up (the paper's Figure 1)."""
-    ns, lrs = values_of(metrics, "n_requests"), values_of(metrics, "learning_rate")
-    fig, axes = _panels(len(ns), len(lrs), sharey=True)
-    for i, n in enumerate(ns):
-        for j, lr in enumerate(lrs):
-            ax = axes[i][j]
-            panel = [r for r in metrics if r["n_requests"] == n and r["learning_rate"] == lr]
-            for method in methods_of(panel):
-                by_stage = {r["stage"]: r for r in panel if r["method"] == method}
-                for column, style, label in (("forget_accuracy", "-", "F.Acc"), ("retain_accuracy", "--", "R.Acc")):
-                    ys = [number(by_stage[s][column]) if s in by_stage else math.nan for s in STAGES]
-                    ax.plot(range(3), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
-            ax.set_xticks(range(3), STAGES)
-            ax.set_ylim(0, 1)
-            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
-            ax.set_ylabel("token accuracy" if j == 0 else "")
-            ax.grid(alpha=0.3)
-    _legend(fig, axes)
-    fig.suptitle(title or "Forget (solid) and retain (dashed) accuracy through unlearning and relearning")
-    fig.tight_layout()
-    return save(fig, stem)
+    def draw(ax, panel):
+        for method in methods_of(panel):
+            by_stage = {r["stage"]: r for r in panel if r["method"] == method}
+            for column, style, label in (("forget_accuracy", "-", "F.Acc"), ("retain_accuracy", "--", "R.Acc")):
+                ys = [number(by_stage[s][column]) if s in by_stage else math.nan for s in STAGES]
+                ax.plot(range(3), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
+        ax.set_xticks(range(3), STAGES)
+
+    return _cell_panels(metrics, stem, draw, "token accuracy", ylim=(0, 1), title=title or
+                        "Forget (solid) and retain (dashed) accuracy through unlearning and relearning")
 
 
 def single_unlearning(metrics: list[dict], stem, title: str = "") -> int:
@@ -209,28 +221,17 @@ def request_curves(requests: list[dict], stem, title: str = "") -> int:
 
 def relearning_curves(relearning: list[dict], stem, title: str = "") -> int:
     """Forget accuracy (solid) and retain accuracy (dashed) against relearning steps."""
-    ns, lrs = values_of(relearning, "n_requests"), values_of(relearning, "learning_rate")
-    fig, axes = _panels(len(ns), len(lrs), sharey=True)
-    for i, n in enumerate(ns):
-        for j, lr in enumerate(lrs):
-            ax = axes[i][j]
-            panel = [r for r in relearning if r["n_requests"] == n and r["learning_rate"] == lr]
-            for method in methods_of(panel):
-                points = sorted((int(r["step"]), number(r["forget_accuracy"]), number(r["retain_accuracy"]))
-                                for r in panel if r["method"] == method)
-                xs = [p[0] for p in points]
-                ax.plot(xs, [p[1] for p in points], "-", marker="o", markersize=3, color=colour(method),
-                        label=f"{method} forget")
-                ax.plot(xs, [p[2] for p in points], "--", color=colour(method), label=f"{method} retain")
-            ax.set_ylim(0, 1)
-            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
-            ax.set_xlabel("relearning step")
-            ax.set_ylabel("token accuracy" if j == 0 else "")
-            ax.grid(alpha=0.3)
-    _legend(fig, axes)
-    fig.suptitle(title or "Relearning efficiency")
-    fig.tight_layout()
-    return save(fig, stem)
+    def draw(ax, panel):
+        for method in methods_of(panel):
+            points = sorted((int(r["step"]), number(r["forget_accuracy"]), number(r["retain_accuracy"]))
+                            for r in panel if r["method"] == method)
+            xs = [p[0] for p in points]
+            ax.plot(xs, [p[1] for p in points], "-", marker="o", markersize=3, color=colour(method),
+                    label=f"{method} forget")
+            ax.plot(xs, [p[2] for p in points], "--", color=colour(method), label=f"{method} retain")
+
+    return _cell_panels(relearning, stem, draw, "token accuracy", title=title or "Relearning efficiency",
+                        xlabel="relearning step", ylim=(0, 1))
 
 
 def math_accuracy(metrics: list[dict], stem, title: str = "") -> int:
@@ -408,31 +409,22 @@ def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
     one line per method, one panel per (N, lr) of unlearning."""
     if not recovery:
         return _empty(stem, "Recovery against attack strength", "no relearning budgets")
-    ns, lrs = values_of(recovery, "n_requests"), values_of(recovery, "learning_rate")
     budgets = sorted({(r["relearn_learning_rate"], int(r["relearn_steps"])) for r in recovery},
                      key=lambda b: (float(b[0]), b[1]))
-    fig, axes = _panels(len(ns), len(lrs), width=max(4.0, 0.9 * len(budgets) + 1.5), sharey=True)
-    for i, n in enumerate(ns):
-        for j, lr in enumerate(lrs):
-            ax = axes[i][j]
-            panel = [r for r in recovery if r["n_requests"] == n and r["learning_rate"] == lr]
-            for method in methods_of(panel):
-                by_budget = {(r["relearn_learning_rate"], int(r["relearn_steps"])): r for r in panel
-                             if r["method"] == method}
-                for column, style, label in (("controlled_recovery", "-", "controlled"), ("forget_gain", "--", "raw")):
-                    ys = [number(by_budget[b][column]) if b in by_budget else math.nan for b in budgets]
-                    ax.plot(range(len(budgets)), ys, style, marker="o", color=colour(method),
-                            label=f"{method} {label}")
-            ax.axhline(0, color="black", linewidth=0.6)
-            ax.set_xticks(range(len(budgets)), [f"{steps} steps\nlr={blr}" for blr, steps in budgets], fontsize=7)
-            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
-            ax.set_ylabel("forget accuracy gain" if j == 0 else "")
-            ax.set_xlabel("relearning budget" if i == len(ns) - 1 else "")
-            ax.grid(alpha=0.3)
-    _legend(fig, axes)
-    fig.suptitle(title or "Recovery against attack strength: controlled (solid) and raw (dashed)")
-    fig.tight_layout()
-    return save(fig, stem)
+
+    def draw(ax, panel):
+        for method in methods_of(panel):
+            by_budget = {(r["relearn_learning_rate"], int(r["relearn_steps"])): r for r in panel
+                         if r["method"] == method}
+            for column, style, label in (("controlled_recovery", "-", "controlled"), ("forget_gain", "--", "raw")):
+                ys = [number(by_budget[b][column]) if b in by_budget else math.nan for b in budgets]
+                ax.plot(range(len(budgets)), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(budgets)), [f"{steps} steps\nlr={rate}" for rate, steps in budgets], fontsize=7)
+
+    return _cell_panels(recovery, stem, draw, "forget accuracy gain", xlabel="relearning budget",
+                        width=max(4.0, 0.9 * len(budgets) + 1.5),
+                        title=title or "Recovery against attack strength: controlled (solid) and raw (dashed)")
 
 
 def quantization_reversal(quantization: list[dict], stem, title: str = "") -> int:
@@ -440,31 +432,23 @@ def quantization_reversal(quantization: list[dict], stem, title: str = "") -> in
     controlled relearning recovery; one panel per (N, lr)."""
     if not quantization:
         return _empty(stem, "Quantization reversal", "no quantization widths configured")
-    ns, lrs = values_of(quantization, "n_requests"), values_of(quantization, "learning_rate")
     widths = sorted({int(r["bits"]) for r in quantization}, reverse=True)
     bars = [f"int{b}" for b in widths] + ["relearning"]
-    fig, axes = _panels(len(ns), len(lrs), sharey=True)
-    for i, n in enumerate(ns):
-        for j, lr in enumerate(lrs):
-            ax = axes[i][j]
-            panel = [r for r in quantization if r["n_requests"] == n and r["learning_rate"] == lr]
-            methods = methods_of(panel)
-            width = 0.8 / max(1, len(methods))
-            for k, method in enumerate(methods):
-                rows = {int(r["bits"]): r for r in panel if r["method"] == method}
-                values = [number(rows[b]["forget_gain"]) if b in rows else math.nan for b in widths]
-                values.append(number(next(iter(rows.values()))["controlled_recovery"]) if rows else math.nan)
-                ax.bar(np.arange(len(bars)) + (k - (len(methods) - 1) / 2) * width, values, width,
-                       color=colour(method), label=method)
-            ax.axhline(0, color="black", linewidth=0.6)
-            ax.set_xticks(range(len(bars)), bars, fontsize=8)
-            ax.set_title(f"N = {n}, lr = {lr}", fontsize=9)
-            ax.set_ylabel("forget accuracy gain" if j == 0 else "")
-            ax.grid(alpha=0.3, axis="y")
-    _legend(fig, axes)
-    fig.suptitle(title or "Forget accuracy regained by quantizing the unlearned model, and by relearning")
-    fig.tight_layout()
-    return save(fig, stem)
+
+    def draw(ax, panel):
+        methods = methods_of(panel)
+        width = 0.8 / max(1, len(methods))
+        for k, method in enumerate(methods):
+            rows = {int(r["bits"]): r for r in panel if r["method"] == method}
+            values = [number(rows[b]["forget_gain"]) if b in rows else math.nan for b in widths]
+            values.append(number(next(iter(rows.values()))["controlled_recovery"]) if rows else math.nan)
+            ax.bar(np.arange(len(bars)) + (k - (len(methods) - 1) / 2) * width, values, width,
+                   color=colour(method), label=method)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(bars)), bars, fontsize=8)
+
+    return _cell_panels(quantization, stem, draw, "forget accuracy gain", title=title or
+                        "Forget accuracy regained by quantizing the unlearned model, and by relearning")
 
 
 def prediction_scatter(cells: list[dict], stem, title: str = "") -> int:

@@ -102,5 +102,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     main()

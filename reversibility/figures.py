@@ -130,6 +130,23 @@ def accuracy_trajectory(metrics: list[dict], stem, title: str = "") -> int:
                         "Forget (solid) and retain (dashed) accuracy through unlearning and relearning")
 
 
+STAGE_COLOURS = {"base": "#999999", "unlearned": "#d95f02", "relearned": "#1b9e77"}
+
+
+def _stage_bars(ax, rows: list[dict], cells: list[tuple], key: Callable[[dict], tuple], column: str,
+                tick_labels: list[str], title: str) -> None:
+    """Grouped bars, one group per cell and one bar per stage, of `column` (0 to 1)."""
+    width = 0.8 / len(STAGES)
+    for k, stage in enumerate(STAGES):
+        values = [number(next((r[column] for r in rows if r["stage"] == stage and key(r) == cell), ""))
+                  for cell in cells]
+        ax.bar(np.arange(len(cells)) + (k - 1) * width, values, width, label=stage, color=STAGE_COLOURS[stage])
+    ax.set_xticks(range(len(cells)), tick_labels, fontsize=7, rotation=90)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def single_unlearning(metrics: list[dict], stem, title: str = "") -> int:
     """N = 1: LOSS-attack AUC, F.Acc and R.Acc of each method x learning rate, per stage."""
     rows = [r for r in metrics if r["n_requests"] == "1"]
@@ -139,17 +156,9 @@ def single_unlearning(metrics: list[dict], stem, title: str = "") -> int:
                    key=lambda c: (methods_of([{"method": c[0]}] + rows).index(c[0]), float(c[1])))
     measures = (("mia_loss_auc", "LOSS-attack AUC"), ("forget_accuracy", "F.Acc"), ("retain_accuracy", "R.Acc"))
     fig, axes = _panels(1, len(measures), width=max(4.0, 0.55 * len(cells) + 1.5), height=3.4)
-    width = 0.8 / len(STAGES)
     for ax, (column, label) in zip(axes[0], measures):
-        for k, stage in enumerate(STAGES):
-            values = [number(next((r[column] for r in rows if (r["method"], r["learning_rate"]) == cell
-                                   and r["stage"] == stage), "")) for cell in cells]
-            ax.bar(np.arange(len(cells)) + (k - 1) * width, values, width, label=stage,
-                   color=["#999999", "#d95f02", "#1b9e77"][k])
-        ax.set_xticks(range(len(cells)), [f"{m}\n{lr}" for m, lr in cells], fontsize=7, rotation=90)
-        ax.set_title(label, fontsize=10)
-        ax.set_ylim(0, 1)
-        ax.grid(axis="y", alpha=0.3)
+        _stage_bars(ax, rows, cells, lambda r: (r["method"], r["learning_rate"]), column,
+                    [f"{m}\n{lr}" for m, lr in cells], label)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Single unlearning (N = 1)")
     fig.tight_layout()
@@ -242,17 +251,10 @@ def math_accuracy(metrics: list[dict], stem, title: str = "") -> int:
     cells = sorted({(r["method"], r["n_requests"], r["learning_rate"]) for r in metrics},
                    key=lambda c: (methods_of(metrics).index(c[0]), int(c[1]), float(c[2])))
     fig, axes = _panels(1, len(styles), width=max(4.0, 0.5 * len(cells) + 1.5), height=3.4)
-    width = 0.8 / len(STAGES)
     for ax, style in zip(axes[0], styles):
-        for k, stage in enumerate(STAGES):
-            values = [number(next((r[f"math_{style}_accuracy"] for r in metrics if r["stage"] == stage and
-                                   (r["method"], r["n_requests"], r["learning_rate"]) == cell), "")) for cell in cells]
-            ax.bar(np.arange(len(cells)) + (k - 1) * width, values, width, label=stage,
-                   color=["#999999", "#d95f02", "#1b9e77"][k])
-        ax.set_xticks(range(len(cells)), [f"{m} N={n}\nlr={lr}" for m, n, lr in cells], fontsize=7, rotation=90)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{'GSM8K' if style == 'gsm8k' else 'MATH'}-style answer accuracy", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+        _stage_bars(ax, metrics, cells, lambda r: (r["method"], r["n_requests"], r["learning_rate"]),
+                    f"math_{style}_accuracy", [f"{m} N={n}\nlr={lr}" for m, n, lr in cells],
+                    f"{'GSM8K' if style == 'gsm8k' else 'MATH'}-style answer accuracy")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Math accuracy")
     fig.tight_layout()

@@ -12,18 +12,21 @@ from __future__ import annotations
 import torch
 
 
+def quantized_linears(model) -> list[torch.nn.Linear]:
+    """The linear layers weight-only quantization rounds: all but the output head."""
+    output_head = model.get_output_embeddings()
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not output_head]
+
+
 @torch.no_grad()
 def fake_quantize_(model, bits: int) -> int:
     """Quantize the model's linear weights in place; returns how many tensors were quantized."""
     if bits < 2:
         raise ValueError(f"cannot quantize to {bits} bits (at least 2)")
     levels = 2 ** (bits - 1) - 1
-    output_head = model.get_output_embeddings()
-    count = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and module is not output_head:
-            weight = module.weight
-            scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
-            weight.copy_((weight / scale).round().clamp(-levels, levels) * scale)
-            count += 1
-    return count
+    linears = quantized_linears(model)
+    for module in linears:
+        weight = module.weight
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
+        weight.copy_((weight / scale).round().clamp(-levels, levels) * scale)
+    return len(linears)

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .quantization import fake_quantize_
+from .quantization import fake_quantize_, quantized_linears
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -67,10 +67,12 @@ def relearning_runs(relearning: Mapping) -> list[dict]:
 def quantization_probe(model, bits: Sequence[int], evaluate: Callable[[], dict]) -> list[dict]:
     """Accuracies of the model with its linear weights fake-quantized to each bit width; the
     model is left as it was."""
-    linear = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith(".weight")}
+    originals = [(m.weight, m.weight.detach().clone()) for m in quantized_linears(model)]
     results = []
     for width in bits:
         fake_quantize_(model, width)
         results.append({"bits": width, **evaluate()})
-        restore(model, linear)
+        with torch.no_grad():
+            for weight, original in originals:
+                weight.copy_(original)
     return results

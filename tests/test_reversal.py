@@ -150,3 +150,15 @@ def test_prediction_rows_correlate_each_predictor_per_experiment_and_pooled():
     pooled = rows["all", "fisher_js"]
     expected = spearmanr([c["fisher_js"] for c in cells], [c["controlled_recovery"] for c in cells]).statistic
     assert pooled["spearman"] == pytest.approx(expected) and pooled["low"] <= expected <= pooled["high"]
+
+
+def test_the_quantization_probe_leaves_the_model_as_it_was(tiny_model):
+    from reversibility.reversal import quantization_probe
+
+    before = {name: p.detach().clone() for name, p in tiny_model.state_dict().items()}
+    results = quantization_probe(tiny_model, [8, 2], lambda: {"levels": len(torch.unique(
+        tiny_model.model.layers[0].mlp.up_proj.weight[0]))})
+    seen = [r["levels"] for r in results]
+    assert seen[1] <= 3 < seen[0]                        # each width was in force while measured
+    for name, value in tiny_model.state_dict().items():
+        assert torch.equal(value, before[name]), name

@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .config import Cell, lr_label
 from .io import atomic_path, read_json, rerun_hint
-from .layout import curve_json, diagnostics_json, metrics_json
+from .layout import RESULTS, curve_json, diagnostics_json, metrics_json
 from .metrics import ATTACKS, privacy_leak, regime
 from .prediction import correlate
 
@@ -81,13 +81,14 @@ def read_metrics(path: str | os.PathLike) -> dict:
     return result
 
 
-def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlearned", "relearned")) -> list[dict]:
+def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlearned", "relearned"),
+                 results: str = RESULTS) -> list[dict]:
     """One row per cell and stage; the privacy leak compares each attack's AUC with the base's."""
     rows = []
     for cell in cells:
-        base = read_metrics(metrics_json(cell, "base"))
+        base = read_metrics(metrics_json(cell, "base", results))
         for stage in stages:
-            result = read_metrics(metrics_json(cell, stage))
+            result = read_metrics(metrics_json(cell, stage, results))
             row = cell_key(cell, stage)
             for split in ("forget", "retain", "holdout"):
                 for measure in SPLIT_MEASURES:
@@ -178,13 +179,14 @@ def _number(value) -> float:
     return float("nan") if value is None or value == "" else float(value)
 
 
-def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = ("unlearned", "relearned")) -> dict[str, list]:
+def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = ("unlearned", "relearned"),
+                        results: str = RESULTS) -> dict[str, list]:
     """Per-layer diagnostics, their per-split summaries, Fisher comparisons and histograms."""
     tables: dict[str, list] = {"layers": [], "summary": [], "fisher": [], "histograms": []}
     base_histograms_done = set()
     for cell in cells:
         for stage in stages:
-            result = read_json(diagnostics_json(cell, stage))
+            result = read_json(diagnostics_json(cell, stage, results))
             key = cell_key(cell, stage)
             for split, values in result["splits"].items():
                 tables["summary"].append({**key, "split": split, "mean_cka": values["mean_cka"],
@@ -213,11 +215,11 @@ def _histogram_rows(key: dict, layer: str, bins: list[float], counts: list[int])
             for low, high, count in zip(bins[:-1], bins[1:], counts)]
 
 
-def request_rows(cells: Iterable[Cell]) -> list[dict]:
+def request_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]:
     """Accuracies after each unlearning request (the continual-unlearning curves)."""
     rows = []
     for cell in cells:
-        curve = read_json(curve_json(cell, "requests"))
+        curve = read_json(curve_json(cell, "requests", results))
         for point in curve["requests"]:
             rows.append({**_cell_only(cell), "request": point["request"],
                          "forget_seen_accuracy": point["forget_seen"]["accuracy"],
@@ -226,11 +228,11 @@ def request_rows(cells: Iterable[Cell]) -> list[dict]:
     return rows
 
 
-def relearning_rows(cells: Iterable[Cell]) -> list[dict]:
+def relearning_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]:
     """Accuracies along relearning (the relearning-efficiency curves)."""
     rows = []
     for cell in cells:
-        curve = read_json(curve_json(cell, "relearning"))
+        curve = read_json(curve_json(cell, "relearning", results))
         for point in curve["steps"]:
             rows.append({**_cell_only(cell), "step": point["step"],
                          "forget_accuracy": point["forget"]["accuracy"],
@@ -238,11 +240,11 @@ def relearning_rows(cells: Iterable[Cell]) -> list[dict]:
     return rows
 
 
-def reversal_rows(cells: Iterable[Cell]) -> dict[str, list]:
+def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, list]:
     """Controlled recovery per attack budget, and forget gains under quantization."""
     tables: dict[str, list] = {"recovery": [], "quantization": []}
     for cell in cells:
-        reversal = read_json(curve_json(cell, "reversal"))
+        reversal = read_json(curve_json(cell, "reversal", results))
         key, unlearned, collapsed = _cell_only(cell), reversal["unlearned"], reversal["collapsed"]
         primary = None
         for budget in reversal["budgets"]:

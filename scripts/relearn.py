@@ -8,7 +8,7 @@ with runtime.job_log(snakemake.log[0]):
         snakemake.input.unlearned,
         Path(snakemake.input.manifest).parent,
         snakemake.output.relearned,
-        source_data_dir=Path(snakemake.input.source_manifest).parent,
+        source_data_dir=Path(snakemake.input.get("source_manifest", snakemake.input.manifest)).parent,
         curve_path=snakemake.output.curve,
         reversal_path=snakemake.output.reversal,
         captures={

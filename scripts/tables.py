@@ -1,5 +1,6 @@
 from reversibility import runtime
 from reversibility.config import cells
+from reversibility.layout import local_results
 from reversibility.tables import (
     FISHER_COLUMNS,
     HISTOGRAM_COLUMNS,
@@ -31,9 +32,11 @@ from reversibility.tables import (
 with runtime.job_log(snakemake.log[0]):
     grid = list(cells(snakemake.config))
     out = snakemake.output
-    metrics = metrics_rows(grid)
+    # Read through the declared inputs: with a remote store they are local copies elsewhere.
+    results = local_results(snakemake.input.metrics, grid[0])
+    metrics = metrics_rows(grid, results=results)
     write_csv(out.metrics, METRICS_COLUMNS, metrics)
-    reversal = reversal_rows(grid)
+    reversal = reversal_rows(grid, results=results)
     write_csv(out.recovery, RECOVERY_COLUMNS, reversal["recovery"])
     write_csv(out.quantization, QUANTIZATION_COLUMNS, reversal["quantization"])
     regimes = regime_rows(metrics, reversal["recovery"], snakemake.params.regimes)
@@ -41,7 +44,7 @@ with runtime.job_log(snakemake.log[0]):
     single = single_unlearning_rows(metrics)
     write_csv(out.single_unlearning, SINGLE_COLUMNS, single)
     write_text(out.single_unlearning_latex, latex_table(single))
-    representations = representation_rows(grid)
+    representations = representation_rows(grid, results=results)
     write_csv(out.representations, REPRESENTATION_COLUMNS, representations["layers"])
     write_csv(out.summary, SUMMARY_COLUMNS, representations["summary"])
     write_csv(out.fisher, FISHER_COLUMNS, representations["fisher"])
@@ -49,5 +52,5 @@ with runtime.job_log(snakemake.log[0]):
     prediction_cells = prediction_cell_rows(regimes, representations["summary"], representations["fisher"])
     write_csv(out.prediction_cells, PREDICTION_CELL_COLUMNS, prediction_cells)
     write_csv(out.prediction, PREDICTION_COLUMNS, prediction_rows(prediction_cells, snakemake.config["seed"]))
-    write_csv(out.requests, REQUEST_COLUMNS, request_rows(grid))
-    write_csv(out.relearning, RELEARNING_COLUMNS, relearning_rows(grid))
+    write_csv(out.requests, REQUEST_COLUMNS, request_rows(grid, results=results))
+    write_csv(out.relearning, RELEARNING_COLUMNS, relearning_rows(grid, results=results))

@@ -9,7 +9,7 @@ with runtime.job_log(snakemake.log[0]):
         Path(snakemake.input.manifest).parent,
         snakemake.output.unlearned,
         curve_path=snakemake.output.curve,
-        baseline_data_dir=Path(snakemake.input.baseline_manifest).parent,
+        baseline_data_dir=Path(snakemake.input.get("baseline_manifest", snakemake.input.manifest)).parent,
         threads=snakemake.threads,
         **snakemake.params.config,
     )

@@ -5,7 +5,7 @@
 rule capture_base:
     input:
         base="results/models/{model}/{dataset}/base",
-        manifest="results/data/{dataset}/manifest.json",
+        **prepared_data(),
     output:
         "results/activations/{model}/{dataset}/base.h5",
     params:

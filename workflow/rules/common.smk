@@ -17,6 +17,16 @@ check(config)
 
 SOFTWARE_ENV = "../../envs/cpu.yaml"
 CELL = "{model}/{dataset}/{method}/n{n}/lr{lr}"
+# The files prepare_data writes beside results/data/<dataset>/manifest.json.
+SPLIT_FILES = (
+    "forget.jsonl",
+    "retain.jsonl",
+    "holdout.jsonl",
+    "unseen.jsonl",
+    "math_eval.jsonl",
+    "background.jsonl",
+    "manifest.json.meta.json",
+)
 
 
 wildcard_constraints:
@@ -121,19 +131,36 @@ def data_params(wildcards):
 
 def dataset_files(wildcards):
     """Local files of a dataset (json, parquet, text sources), so that editing one reruns it."""
-    return config["datasets"][wildcards.dataset]["files"]
+    # Local to this machine even when results/ lives in a remote store.
+    return [local(path) for path in config["datasets"][wildcards.dataset]["files"]]
 
 
-def relearn_source_manifest(wildcards):
-    """The data that relearning trains on: the cell's own dataset or `relearning.source_dataset`."""
-    dataset = config["relearning"]["source_dataset"] or wildcards.dataset
-    return f"results/data/{dataset}/manifest.json"
+def prepared_data(dataset="{dataset}", prefix=""):
+    """A prepared dataset as inputs: its manifest and every split file beside it. Jobs read the
+    splits from the manifest's folder; declaring them is what makes a remote store fetch them."""
+    return {
+        f"{prefix}manifest": f"results/data/{dataset}/manifest.json",
+        f"{prefix}splits": [f"results/data/{dataset}/{name}" for name in SPLIT_FILES],
+    }
 
 
-def baseline_manifest(wildcards):
-    """The data of the fine-tuning baseline: the cell's own dataset or `baseline.source_dataset`."""
-    dataset = config["baseline"]["source_dataset"] or wildcards.dataset
-    return f"results/data/{dataset}/manifest.json"
+def relearn_source_data(wildcards):
+    """The data that relearning trains on when it is not the cell's own: `relearning.source_dataset`."""
+    source = config["relearning"]["source_dataset"]
+    return prepared_data(source, prefix="source_") if source else {}
+
+
+def baseline_data(wildcards):
+    """The data of the fine-tuning baseline when it is not the cell's own: `baseline.source_dataset`."""
+    source = config["baseline"]["source_dataset"]
+    return prepared_data(source, prefix="baseline_") if source else {}
+
+
+def lora_base_input(wildcards):
+    """A LoRA cell's checkpoints hold only adapters: loading them needs the base checkpoint."""
+    if model_spec(wildcards)["lora"].get("enabled"):
+        return {"base": f"results/models/{wildcards.model}/{wildcards.dataset}/base"}
+    return {}
 
 
 def base_params(wildcards):

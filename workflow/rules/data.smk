@@ -2,17 +2,8 @@ rule prepare_data:
     input:
         dataset_files,
     output:
-        multiext(
-            "results/data/{dataset}/",
-            "forget.jsonl",
-            "retain.jsonl",
-            "holdout.jsonl",
-            "unseen.jsonl",
-            "math_eval.jsonl",
-            "background.jsonl",
-            "manifest.json",
-            "manifest.json.meta.json",
-        ),
+        "results/data/{dataset}/manifest.json",
+        multiext("results/data/{dataset}/", *SPLIT_FILES),
     params:
         config=data_params,
     log:

@@ -5,7 +5,7 @@
 rule metrics_base:
     input:
         base="results/activations/{model}/{dataset}/base.h5",
-        manifest="results/data/{dataset}/manifest.json",
+        **prepared_data(),
     output:
         base="results/metrics/{model}/{dataset}/base/n{n}.json",
         base_meta="results/metrics/{model}/{dataset}/base/n{n}.json.meta.json",
@@ -23,7 +23,7 @@ use rule metrics_base as metrics with:
     input:
         unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
         relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
-        manifest="results/data/{dataset}/manifest.json",
+        **prepared_data(),
     output:
         unlearned="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json",
         unlearned_meta="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json.meta.json",
@@ -38,7 +38,7 @@ rule diagnostics:
         base="results/activations/{model}/{dataset}/base.h5",
         unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
         relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
-        manifest="results/data/{dataset}/manifest.json",
+        **prepared_data(),
     output:
         unlearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json",
         unlearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json.meta.json",

@@ -18,7 +18,7 @@ rule import_model:
 rule base_model:
     input:
         unpack(pretrained_input),
-        manifest="results/data/{dataset}/manifest.json",
+        **prepared_data(),
     output:
         directory("results/models/{model}/{dataset}/base"),
     params:

@@ -1,8 +1,8 @@
 rule unlearn:
     input:
+        unpack(baseline_data),
         base="results/models/{model}/{dataset}/base",
-        manifest="results/data/{dataset}/manifest.json",
-        baseline_manifest=baseline_manifest,
+        **prepared_data(),
     output:
         unlearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned"),
         curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/requests.json",
@@ -27,9 +27,10 @@ rule unlearn:
 # more than a tiny model's forward passes; see bench/job_startup.py).
 rule relearn:
     input:
+        unpack(relearn_source_data),
+        unpack(lora_base_input),
         unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
-        manifest="results/data/{dataset}/manifest.json",
-        source_manifest=relearn_source_manifest,
+        **prepared_data(),
     output:
         relearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned"),
         unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",

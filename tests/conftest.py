@@ -26,10 +26,11 @@ def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=workdir, capture_output=True, text=True)
 
 
-def plan(workdir: Path, config: dict, jobs: list | None = None) -> list[str]:
+def plan(workdir: Path, config: dict, jobs: list | None = None, inputs: list | None = None) -> list[str]:
     """The outputs a dry run of `config` in `workdir` would (re)build, through the Snakemake API.
 
-    With `jobs`, the planned jobs are appended to it as (rule name, resources) pairs.
+    With `jobs`, the planned jobs are appended to it as (rule name, resources) pairs; with
+    `inputs`, as (rule name, set of declared input paths) pairs.
     """
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
@@ -43,10 +44,12 @@ def plan(workdir: Path, config: dict, jobs: list | None = None) -> list[str]:
                                 snakefile=SNAKEFILE, workdir=workdir)
         dag = workflow.dag()
         dag.execute_workflow(executor="dryrun", updated_files=updated)
-        if jobs is not None:
-            # The planned jobs themselves are not part of the public API; the DAG holds them.
-            for job in workflow._workflow.dag.jobs:
+        # The planned jobs themselves are not part of the public API; the DAG holds them.
+        for job in workflow._workflow.dag.jobs:
+            if jobs is not None:
                 jobs.append((job.rule.name, dict(job.resources.items())))
+            if inputs is not None:
+                inputs.append((job.rule.name, set(map(str, job.input))))
     return sorted(updated)
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from conftest import MICRO_CONFIG, run_snakemake
+from conftest import MICRO_CONFIG, plan, run_snakemake
 from reversibility.config import Cell
 from reversibility.layout import local_results
 
@@ -67,6 +67,28 @@ def test_the_tables_job_finds_its_inputs_where_they_were_fetched():
     assert local_results(["results/metrics/m/d/base/n2.json"], cell) == "results"
     with pytest.raises(ValueError, match="base/n2.json is not among"):
         local_results(others, cell)
+
+
+def test_a_job_that_reads_a_dataset_declares_every_split_file_of_it(tmp_path, micro_config):
+    # Relearning and the baseline on another dataset: their split files must be inputs too.
+    micro_config["datasets"]["other"] = dict(micro_config["datasets"]["github"])
+    micro_config["relearning"]["source_dataset"] = "other"
+    micro_config["baseline"] = {"source_dataset": "other"}
+    micro_config["grid"]["methods"] = ["ga", "finetune"]
+    micro_config["models"]["micro"]["lora"] = {"enabled": True}
+    splits = ("forget", "retain", "holdout", "unseen", "math_eval", "background")
+    jobs = []
+    plan(tmp_path, micro_config, inputs=jobs)
+    read = {}
+    for rule, inputs in jobs:
+        for manifest in (path for path in inputs if path.endswith("/manifest.json")):
+            folder = manifest.removesuffix("manifest.json")
+            assert {f"{folder}{split}.jsonl" for split in splits} <= inputs, (rule, sorted(inputs))
+            read.setdefault(rule, set()).add(folder)
+    assert read["relearn"] == {"results/data/github/", "results/data/other/"}
+    assert read["unlearn"] == {"results/data/github/", "results/data/other/"}
+    relearn = next(inputs for rule, inputs in jobs if rule == "relearn")
+    assert "results/models/micro/github/base" in relearn                  # LoRA adapters need their base
 
 
 @pytest.mark.slow

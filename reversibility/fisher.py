@@ -58,10 +58,8 @@ def diagonal_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int, laye
             raise NotImplementedError(f"Fisher: no per-sample gradient rule for {module_name} "
                                       f"({type(module).__name__})")
     totals = {name: torch.zeros_like(p, dtype=torch.float32) for group in owned.values() for name, p in group.items()}
-    inputs: dict[str, torch.Tensor] = {}
-    hooks = [module.register_forward_hook(_keep_input(inputs, name)) for name, module in handlers.items()]
-    hooks += [module.register_full_backward_hook(_accumulate(totals, inputs, name, module))
-              for name, module in handlers.items()]
+    hooks = [module.register_forward_hook(_on_output_gradient(_accumulate(totals, name, module)))
+             for name, module in handlers.items()]
     requires = {name: p.requires_grad for name, p in model.named_parameters()}
     embeddings = model.get_input_embeddings()
     hooks.append(embeddings.register_forward_hook(lambda _m, _i, out: out.requires_grad_(True)))
@@ -73,11 +71,10 @@ def diagonal_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int, laye
             batch = collate(sequences[start: start + chunk_size], pad_id).to(device)
             logits = model(input_ids=batch.input_ids).logits[:, :-1].float()
             targets = batch.labels[:, 1:]
-            mask = targets != IGNORE_INDEX
-            nll = -torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            per_sample = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
+                                                    reduction="none")          # 0 at pad targets
+            per_sample = nll.sum(1) / (targets != IGNORE_INDEX).sum(1).clamp(min=1)
             per_sample.sum().backward()
-            inputs.clear()
     finally:
         for hook in hooks:
             hook.remove()
@@ -92,24 +89,34 @@ def _is_rms_norm(module) -> bool:
     return type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon")
 
 
-def _keep_input(store: dict, name: str):
-    def hook(_module, args, _output):
-        store[name] = args[0].detach()
+def _on_output_gradient(rule):
+    """A forward hook that keeps the module's input and calls `rule(input, output gradient)` when
+    the backward pass reaches the output (a tensor hook: cheaper than a module backward hook)."""
+    def hook(_module, args, output):
+        x = args[0].detach()
+        output.register_hook(lambda grad: rule(x, grad))
     return hook
 
 
-def _accumulate(totals: dict, inputs: dict, name: str, module):
-    def hook(_module, _grad_input, grad_output):
-        g = grad_output[0].float()                       # [B, T, out]: each sample's own gradient
-        x = inputs[name].float()                         # [B, T, in]
+def _accumulate(totals: dict, name: str, module):
+    def rule(x, grad_output):
+        g, x = grad_output.float(), x.float()            # [B, T, out], [B, T, in]: each sample's own
         if isinstance(module, torch.nn.Linear):
-            totals[f"{name}.weight"] += torch.einsum("bto,bti->boi", g, x).square().sum(0)
+            _add_squared_outer_products(totals[f"{name}.weight"], g, x)
             if module.bias is not None:
                 totals[f"{name}.bias"] += g.sum(1).square().sum(0)
         else:
             normalised = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + module.variance_epsilon)
             totals[f"{name}.weight"] += (g * normalised).sum(1).square().sum(0)
-    return hook
+    return rule
+
+
+def _add_squared_outer_products(total: torch.Tensor, g: torch.Tensor, x: torch.Tensor, rows: int = 8) -> None:
+    """total += sum_b (g_b^T x_b)^2: each sample's weight gradient from one batched matmul, squared
+    in place; a few samples at a time so that the [rows, out, in] block stays in cache."""
+    for start in range(0, g.shape[0], rows):
+        per_sample = torch.bmm(g[start: start + rows].transpose(1, 2), x[start: start + rows])
+        total += per_sample.square_().sum(0)
 
 
 def loop_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int,

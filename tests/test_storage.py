@@ -91,6 +91,15 @@ def test_a_job_that_reads_a_dataset_declares_every_split_file_of_it(tmp_path, mi
     assert "results/models/micro/github/base" in relearn                  # LoRA adapters need their base
 
 
+def test_a_dataset_file_of_the_config_is_a_local_input_of_its_split(tmp_path, micro_config):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"problem": "1 + 1?", "solution": "2"}\n')
+    micro_config["datasets"]["github"].update(source="json", files=[str(rows)], text="{problem} {solution}")
+    jobs = []
+    plan(tmp_path, micro_config, inputs=jobs)
+    assert str(rows) in next(inputs for rule, inputs in jobs if rule == "prepare_data")
+
+
 @pytest.mark.slow
 def test_the_micro_workflow_keeps_its_artifacts_in_a_bucket_and_a_rerun_plans_nothing(s3_endpoint, tmp_path):
     config = yaml.safe_load(MICRO_CONFIG.read_text())

@@ -15,6 +15,7 @@ import yaml
 
 from conftest import MICRO_CONFIG, plan, run_snakemake
 from reversibility.config import Cell
+from reversibility.data import SPLITS
 from reversibility.layout import local_results
 
 BUCKET = "reversibility-results"
@@ -76,14 +77,13 @@ def test_a_job_that_reads_a_dataset_declares_every_split_file_of_it(tmp_path, mi
     micro_config["baseline"] = {"source_dataset": "other"}
     micro_config["grid"]["methods"] = ["ga", "finetune"]
     micro_config["models"]["micro"]["lora"] = {"enabled": True}
-    splits = ("forget", "retain", "holdout", "unseen", "math_eval", "background")
     jobs = []
     plan(tmp_path, micro_config, inputs=jobs)
     read = {}
     for rule, inputs in jobs:
         for manifest in (path for path in inputs if path.endswith("/manifest.json")):
             folder = manifest.removesuffix("manifest.json")
-            assert {f"{folder}{split}.jsonl" for split in splits} <= inputs, (rule, sorted(inputs))
+            assert {f"{folder}{split}.jsonl" for split in SPLITS} <= inputs, (rule, sorted(inputs))
             read.setdefault(rule, set()).add(folder)
     assert read["relearn"] == {"results/data/github/", "results/data/other/"}
     assert read["unlearn"] == {"results/data/github/", "results/data/other/"}

@@ -10,6 +10,7 @@ os.environ.update(
 )
 
 from reversibility.config import STAGES, canonical, cells, check, lr_label  # noqa: E402
+from reversibility.data import SPLITS  # noqa: E402
 from reversibility.layout import FIGURE_KINDS, TABLES  # noqa: E402
 from reversibility.sources import source_version  # noqa: E402
 
@@ -18,15 +19,7 @@ check(config)
 SOFTWARE_ENV = "../../envs/cpu.yaml"
 CELL = "{model}/{dataset}/{method}/n{n}/lr{lr}"
 # The files prepare_data writes beside results/data/<dataset>/manifest.json.
-SPLIT_FILES = (
-    "forget.jsonl",
-    "retain.jsonl",
-    "holdout.jsonl",
-    "unseen.jsonl",
-    "math_eval.jsonl",
-    "background.jsonl",
-    "manifest.json.meta.json",
-)
+SPLIT_FILES = (*(f"{split}.jsonl" for split in SPLITS), "manifest.json.meta.json")
 
 
 wildcard_constraints:
@@ -144,16 +137,15 @@ def prepared_data(dataset="{dataset}", prefix=""):
     }
 
 
-def relearn_source_data(wildcards):
-    """The data that relearning trains on when it is not the cell's own: `relearning.source_dataset`."""
-    source = config["relearning"]["source_dataset"]
-    return prepared_data(source, prefix="source_") if source else {}
+def source_data(section, prefix):
+    """Inputs of the data `<section>.source_dataset` names (relearning's, the baseline's), when it
+    is not the cell's own dataset."""
 
+    def inputs(wildcards):
+        source = config[section]["source_dataset"]
+        return prepared_data(source, prefix=prefix) if source else {}
 
-def baseline_data(wildcards):
-    """The data of the fine-tuning baseline when it is not the cell's own: `baseline.source_dataset`."""
-    source = config["baseline"]["source_dataset"]
-    return prepared_data(source, prefix="baseline_") if source else {}
+    return inputs
 
 
 def lora_base_input(wildcards):

@@ -1,6 +1,6 @@
 rule unlearn:
     input:
-        unpack(baseline_data),
+        unpack(source_data("baseline", prefix="baseline_")),
         base="results/models/{model}/{dataset}/base",
         **prepared_data(),
     output:
@@ -27,7 +27,7 @@ rule unlearn:
 # more than a tiny model's forward passes; see bench/job_startup.py).
 rule relearn:
     input:
-        unpack(relearn_source_data),
+        unpack(source_data("relearning", prefix="source_")),
         unpack(lora_base_input),
         unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
         **prepared_data(),

@@ -30,16 +30,22 @@ def layer_modules(model) -> list[tuple[str, torch.nn.Module]]:
     return [(names[id(m)], m) for m in modules]
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """[B, T, H] states and a [B, T] mask of real tokens -> [B, H] float32 features."""
-    hidden = hidden.float()
+def pooling_weights(mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[B, T] weights over positions whose weighted sum of states is the pooled feature: 1/n on
+    each of n real tokens for `mean`, one-hot on the last real token for `last`."""
+    mask = mask.float()
     if pooling == "mean":
-        weights = mask.unsqueeze(-1).float()
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return mask / mask.sum(1, keepdim=True).clamp(min=1)
     if pooling == "last":
         last = mask.long().sum(1).clamp(min=1) - 1
-        return hidden[torch.arange(hidden.shape[0]), last]
+        return torch.nn.functional.one_hot(last, mask.shape[1]).float()
     raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
+
+
+def pool(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """[B, T, H] states and [B, T] pooling weights -> [B, H] float32 features, in one batched
+    matmul (one kernel per layer: on a GPU a small model's forward pass is launch-bound)."""
+    return torch.bmm(weights.unsqueeze(1), hidden.float()).squeeze(1)
 
 
 def token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -65,9 +71,13 @@ def token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, to
 def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int, pooling: str,
                   max_length: int, device, keep_states: int = 0, with_stats: bool = True) -> dict[str, object]:
     """Pooled features of every layer, token statistics and (for the first `keep_states`
-    samples) token-level states, for one split."""
+    samples) token-level states, for one split.
+
+    No hook waits for a GPU (a copy to the host there would stall every layer of the forward
+    pass): results stay on the device until their batch is done, then go to the host by
+    asynchronous copies, waited for once at the end."""
     modules = layer_modules(model)
-    pooled: list[list[torch.Tensor]] = [[] for _ in modules]
+    pooled: list[torch.Tensor] = []                       # [layers, batch, hidden] per batch
     states: list[list[torch.Tensor]] = [[] for _ in modules]
     stats: dict[str, list[torch.Tensor]] = {name: [] for name in TOKEN_STATS}
     current: dict[str, object] = {}
@@ -75,12 +85,11 @@ def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_
     def hook(index):
         def fn(_module, _inputs, output):
             hidden = output[0] if isinstance(output, tuple) else output
-            pooled[index].append(pool(hidden, current["mask"], pooling).cpu())
+            current["pooled"][index] = pool(hidden, current["weights"])
             keep = current["keep"]
             if keep:
-                full = torch.zeros((keep, max_length, hidden.shape[-1]), dtype=torch.float32)
-                full[:, : hidden.shape[1]] = (hidden[:keep].float() * current["mask"][:keep, :, None]).cpu()
-                states[index].append(full)
+                kept = hidden[:keep].float() * current["mask"][:keep, :, None]
+                states[index].append(_to_host(_pad_to(kept, max_length, dim=1)))
         return fn
 
     handles = [module.register_forward_hook(hook(k)) for k, (_, module) in enumerate(modules)]
@@ -88,18 +97,35 @@ def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_
         for start, batch in zip(range(0, len(sequences), batch_size), batches(sequences, batch_size, pad_id)):
             batch = batch.to(device)
             current["mask"] = batch.attention_mask.bool()
+            current["weights"] = pooling_weights(current["mask"], pooling)
             current["keep"] = max(0, min(keep_states - start, len(batch)))
+            current["pooled"] = [None] * len(modules)
             logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            pooled.append(_to_host(torch.stack(current["pooled"])))
             for name, value in (token_statistics(logits, batch.labels) if with_stats else {}).items():
-                padded = torch.zeros((value.shape[0], max_length - 1), dtype=value.dtype)
-                padded[:, : value.shape[1]] = value.cpu()
-                stats[name].append(padded)
+                stats[name].append(_to_host(_pad_to(value, max_length - 1, dim=1)))
     finally:
         for handle in handles:
             handle.remove()
-    return {"features": [torch.cat(chunks).numpy() for chunks in pooled],
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)                    # every asynchronous copy has landed
+    return {"features": [torch.cat([batch[index] for batch in pooled]).numpy() for index in range(len(modules))],
             "stats": {name: torch.cat(chunks).numpy() for name, chunks in stats.items() if chunks},
             "states": [torch.cat(chunks).numpy() for chunks in states] if keep_states else []}
+
+
+def _pad_to(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    """Zero-pad `dim` up to `length` (batches are padded to their own longest sequence)."""
+    shape = list(tensor.shape)
+    shape[dim] = length
+    full = tensor.new_zeros(shape)
+    full.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+    return full
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """An asynchronous copy to (pinned) host memory from a GPU; the tensor itself on a CPU."""
+    return tensor.to("cpu", non_blocking=True)
 
 
 @torch.no_grad()

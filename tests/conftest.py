@@ -92,3 +92,13 @@ def tiny_model(tiny_tokenizer):
     spec = {"architecture": "llama", "hidden_size": 16, "intermediate_size": 32, "num_layers": 2,
             "num_heads": 2, "max_length": 32}
     return build_scratch_model(spec, tiny_tokenizer, seed=0).eval()
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request) -> str:
+    """Each device a test should hold on; CUDA only where there is a GPU (never in CI)."""
+    import torch
+
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return request.param

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reversibility.activations import Capture, write_capture
-from reversibility.capture import capture_split, layer_modules, pool, token_statistics
+from reversibility.capture import capture_split, layer_modules, pool, pooling_weights, token_statistics
 from reversibility.tokenization import IGNORE_INDEX, encode
 
 TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]"]
@@ -18,14 +18,17 @@ def test_layers_are_embeddings_every_decoder_layer_and_the_final_norm(tiny_model
 def test_mean_pooling_ignores_pads_and_last_takes_the_last_real_token():
     hidden = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
-    assert pool(hidden, mask, "mean").tolist() == [[1.0, 2.0], [8.0, 9.0]]
-    assert pool(hidden, mask, "last").tolist() == [[2.0, 3.0], [10.0, 11.0]]
+    torch.testing.assert_close(pool(hidden, pooling_weights(mask, "mean")), torch.tensor([[1.0, 2.0], [8.0, 9.0]]))
+    assert pool(hidden, pooling_weights(mask, "last")).tolist() == [[2.0, 3.0], [10.0, 11.0]]
+    with pytest.raises(ValueError, match="'max'"):
+        pooling_weights(mask, "max")
 
 
-def test_adding_pads_to_a_batch_changes_no_captured_value(tiny_model, tiny_tokenizer):
+def test_adding_pads_to_a_batch_changes_no_captured_value(tiny_model, tiny_tokenizer, device):
+    tiny_model.to(device)
     sequences = encode(tiny_tokenizer, TEXTS, 32)
-    alone = [capture_split(tiny_model, [s], tiny_tokenizer.pad_token_id, 1, "mean", 32, "cpu") for s in sequences]
-    together = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 8, "mean", 32, "cpu")
+    alone = [capture_split(tiny_model, [s], tiny_tokenizer.pad_token_id, 1, "mean", 32, device) for s in sequences]
+    together = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 8, "mean", 32, device)
     for row, single in enumerate(alone):
         for layer, feats in enumerate(single["features"]):
             np.testing.assert_allclose(together["features"][layer][row], feats[0], atol=1e-5)
@@ -43,6 +46,20 @@ def test_token_states_are_kept_for_the_first_samples_only(tiny_model, tiny_token
     mask = np.array([[1.0] * len(s) + [0.0] * (32 - len(s)) for s in sequences[:3]])
     pooled = (captured["states"][1] * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
     np.testing.assert_allclose(pooled, captured["features"][1][:3], atol=1e-5)
+
+
+def test_capture_on_a_gpu_equals_the_capture_on_the_cpu(tiny_model, tiny_tokenizer):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    sequences = encode(tiny_tokenizer, TEXTS, 32)
+    on_cpu = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, "cpu", keep_states=2)
+    on_gpu = capture_split(tiny_model.to("cuda"), sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, "cuda",
+                           keep_states=2)
+    for kind in ("features", "states"):
+        for cpu_layer, gpu_layer in zip(on_cpu[kind], on_gpu[kind], strict=True):
+            np.testing.assert_allclose(gpu_layer, cpu_layer, atol=1e-5)
+    for name, value in on_cpu["stats"].items():
+        np.testing.assert_allclose(on_gpu["stats"][name], value, atol=1e-4)
 
 
 def test_token_statistics_on_hand_built_logits():

@@ -10,7 +10,8 @@ TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i f
          "import os\nprint(os.sep)", "while True:\n    break"]
 
 
-def test_vectorised_fisher_equals_a_per_sample_loop(tiny_model, tiny_tokenizer):
+def test_vectorised_fisher_equals_a_per_sample_loop(tiny_model, tiny_tokenizer, device):
+    tiny_model.to(device)
     sequences = encode(tiny_tokenizer, TEXTS, 24)
     layers = decoder_layer_paths(tiny_model)
     fast = diagonal_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=3)
@@ -18,10 +19,11 @@ def test_vectorised_fisher_equals_a_per_sample_loop(tiny_model, tiny_tokenizer):
     for path in layers:
         assert fast[path].keys() == slow[path].keys() and fast[path]
         for name in fast[path]:
-            torch.testing.assert_close(fast[path][name], slow[path][name], rtol=1e-5, atol=1e-12)
+            torch.testing.assert_close(fast[path][name], slow[path][name].cpu(), rtol=1e-5, atol=1e-12)
 
 
-def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer):
+def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer, device):
+    tiny_model.to(device)
     short, long = encode(tiny_tokenizer, ["x = 1", "def f(a, b, c):\n    return a * b + c"], 24)
     layers = decoder_layer_paths(tiny_model)
     alone = diagonal_fisher(tiny_model, [short], tiny_tokenizer.pad_token_id, layers)
@@ -30,6 +32,18 @@ def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer):
     for path in layers:
         for name, value in padded[path].items():
             torch.testing.assert_close(value, (alone[path][name] + long_alone[path][name]) / 2, rtol=1e-5, atol=1e-12)
+
+
+def test_fisher_on_a_gpu_equals_the_fisher_on_the_cpu(tiny_model, tiny_tokenizer):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    sequences = encode(tiny_tokenizer, TEXTS, 24)
+    layers = decoder_layer_paths(tiny_model)
+    on_cpu = diagonal_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=3)
+    on_gpu = diagonal_fisher(tiny_model.to("cuda"), sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=3)
+    for path in layers:
+        for name, value in on_cpu[path].items():
+            torch.testing.assert_close(on_gpu[path][name], value, rtol=1e-4, atol=1e-10)
 
 
 def test_layers_own_their_parameters_by_exact_path(tiny_tokenizer):

@@ -8,11 +8,16 @@ Prints, each as a ratio measured on the same inputs:
    n = 4096 samples of width d = 576;
 4. a per-sample backward loop / the vectorised per-sample-gradient Fisher, on short and on
    full-length sequences, with one thread and with every core (on a CPU both do nearly the same
-   arithmetic, so vectorising gains most where the loop's per-call overhead dominates).
+   arithmetic, so vectorising gains most where the loop's per-call overhead dominates); on a GPU
+   also for a model of SmolLM2-135M's shape.
+
+    python bench/representations.py                  # on the CPU
+    python bench/representations.py --device cuda    # models and batches on the GPU
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -25,41 +30,60 @@ from reversibility.representations import linear_cka
 from reversibility.tokenization import batches
 
 
-def tiny_model():
+SHAPES = {
+    "tiny": dict(vocab_size=4096, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                 num_attention_heads=4, num_key_value_heads=4),
+    "SmolLM2-135M": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3),
+}
+
+
+def random_model(shape, device):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=4096, hidden_size=128, intermediate_size=512,
-                                        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                                        max_position_embeddings=128, tie_word_embeddings=True)).eval()
+    config = LlamaConfig(**SHAPES[shape], max_position_embeddings=128, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).to(device).eval()
 
 
-def sequences(n, seed=0):
+def sequences(n, vocab=4096, seed=0):
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(64, 129, (n,), generator=generator).tolist()
-    return [torch.randint(3, 4096, (k,), generator=generator).tolist() for k in lengths]
+    return [torch.randint(3, vocab, (k,), generator=generator).tolist() for k in lengths]
+
+
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def best_of(fn, repeats=3):
+    """The fastest of `repeats` runs, each timed until the device is done."""
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return min(times)
 
 
 @torch.no_grad()
 def bare_forward(model, data):
+    device = next(model.parameters()).device
     for batch in batches(data, 32, 0):
+        batch = batch.to(device)
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
 
 
 @torch.no_grad()
 def forward_per_layer(model, data):
     """The toolbox's way: one forward with all hidden states per layer, keeping one layer."""
+    device = next(model.parameters()).device
     for layer in range(len(layer_modules(model))):
         for batch in batches(data, 32, 0):
+            batch = batch.to(device)
             states = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                            output_hidden_states=True).hidden_states
             states[min(layer, len(states) - 1)].mean(1)
@@ -72,18 +96,45 @@ def naive_cka(x, y):
     return np.trace(k @ l) / np.sqrt(np.trace(k @ k) * np.trace(l @ l))
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    model, data = tiny_model(), sequences(192)
-    bare = best_of(lambda: bare_forward(model, data))
-    layers_only = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, "cpu", with_stats=False))
-    with_stats = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, "cpu"))
+def capture_ratios(model, label):
+    data = sequences(192, vocab=model.config.vocab_size)
+    device = next(model.parameters()).device
+    bare_forward(model, data)   # warm-up: kernels, allocator, libraries
+    bare = best_of(lambda: bare_forward(model, data), repeats=5)
+    layers_only = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device, with_stats=False), 5)
+    with_stats = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device), repeats=5)
     per_layer = best_of(lambda: forward_per_layer(model, data), repeats=1)
     n_layers = len(layer_modules(model))
-    print(f"1. capture of all {n_layers} layers / bare forward:        {layers_only / bare:6.3f}  (limit 1.15)")
+    print(f"1. {label}: capture of all {n_layers} layers / bare forward: {layers_only / bare:6.3f}  (limit 1.15)")
     print(f"   with the token statistics of the metrics / bare forward: {with_stats / bare:6.3f}")
-    print(f"2. one forward per layer / one forward for all:          {per_layer / layers_only:6.2f}  "
+    print(f"2. {label}: one forward per layer / one forward for all:  {per_layer / layers_only:6.2f}  "
           f"(at least {n_layers / 2:.1f})")
+
+
+def fisher_ratios(model, label, threads):
+    paths = decoder_layer_paths(model)
+    vocab = model.config.vocab_size
+    generator = torch.Generator().manual_seed(1)
+    probes = {(n, length): [torch.randint(3, vocab, (length,), generator=generator).tolist() for _ in range(n)]
+              for length, n in ((16, 128), (128, 32))}
+    for (n, length), probe in probes.items():
+        loop = best_of(lambda: loop_fisher(model, probe, 0, paths), repeats=2)
+        vectorised = min(best_of(lambda: diagonal_fisher(model, probe, 0, paths, chunk_size=chunk), repeats=2)
+                         for chunk in (16, 64, 128))
+        print(f"4. per-sample loop Fisher / vectorised, {label}, {n} x {length} tokens, {threads}: "
+              f"{loop / vectorised:6.2f}  (at least 5)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    device = torch.device(parser.parse_args().device)
+    torch.set_num_threads(1)
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}")
+    model = random_model("tiny", device)
+    capture_ratios(model, "tiny")
+    if device.type == "cuda":
+        capture_ratios(random_model("SmolLM2-135M", device), "SmolLM2-135M shape")
 
     rng = np.random.default_rng(0)
     cka_layers = [(rng.normal(size=(4096, 576)), rng.normal(size=(4096, 576))) for _ in range(2)]
@@ -91,19 +142,14 @@ def main() -> None:
     naive = best_of(lambda: [naive_cka(x, y) for x, y in cka_layers], repeats=1)
     print(f"3. naive Gram CKA / ours, n=4096 d=576, {len(cka_layers)} layers:    {naive / ours:6.1f}  (at least 10)")
 
-    paths = decoder_layer_paths(model)
-    generator = torch.Generator().manual_seed(1)
-    probes = {(n, length): [torch.randint(3, 4096, (length,), generator=generator).tolist() for _ in range(n)]
-              for length, n in ((16, 128), (128, 32))}
+    if device.type == "cuda":
+        fisher_ratios(model, "tiny", "GPU")
+        fisher_ratios(random_model("SmolLM2-135M", device), "SmolLM2-135M shape", "GPU")
+        return
     # One thread, as a workflow job with the default `threads: 1`; then every core of the machine.
     for threads in sorted({1, os.cpu_count() or 1}):
         torch.set_num_threads(threads)
-        for (n, length), probe in probes.items():
-            loop = best_of(lambda: loop_fisher(model, probe, 0, paths), repeats=2)
-            vectorised = min(best_of(lambda: diagonal_fisher(model, probe, 0, paths, chunk_size=chunk), repeats=2)
-                             for chunk in (16, 64, 128))
-            print(f"4. per-sample loop Fisher / vectorised, {n} x {length} tokens, {threads} thread(s): "
-                  f"{loop / vectorised:6.2f}  (at least 5)")
+        fisher_ratios(model, "tiny", f"{threads} thread(s)")
 
 
 if __name__ == "__main__":

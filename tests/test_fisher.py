@@ -22,6 +22,19 @@ def test_vectorised_fisher_equals_a_per_sample_loop(tiny_model, tiny_tokenizer, 
             torch.testing.assert_close(fast[path][name], slow[path][name].cpu(), rtol=1e-5, atol=1e-12)
 
 
+def test_blocks_of_samples_that_split_a_chunk_give_the_same_fisher(tiny_model, tiny_tokenizer, monkeypatch):
+    import reversibility.fisher
+
+    sequences = encode(tiny_tokenizer, TEXTS, 24)
+    layers = decoder_layer_paths(tiny_model)
+    slow = loop_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers)
+    monkeypatch.setattr(reversibility.fisher, "_block_rows", lambda device, weight_size: 2)   # 5 = 2 + 2 + 1
+    fast = diagonal_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=5)
+    for path in layers:
+        for name in fast[path]:
+            torch.testing.assert_close(fast[path][name], slow[path][name], rtol=1e-5, atol=1e-12)
+
+
 def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer, device):
     tiny_model.to(device)
     short, long = encode(tiny_tokenizer, ["x = 1", "def f(a, b, c):\n    return a * b + c"], 24)

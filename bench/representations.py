@@ -131,10 +131,12 @@ def main() -> None:
     device = torch.device(parser.parse_args().device)
     torch.set_num_threads(1)
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}")
-    model = random_model("tiny", device)
-    capture_ratios(model, "tiny")
+    # On a GPU also a model of SmolLM2-135M's shape (too slow for the per-sample loop on a CPU).
+    models = {"tiny": random_model("tiny", device)}
     if device.type == "cuda":
-        capture_ratios(random_model("SmolLM2-135M", device), "SmolLM2-135M shape")
+        models["SmolLM2-135M shape"] = random_model("SmolLM2-135M", device)
+    for label, model in models.items():
+        capture_ratios(model, label)
 
     rng = np.random.default_rng(0)
     cka_layers = [(rng.normal(size=(4096, 576)), rng.normal(size=(4096, 576))) for _ in range(2)]
@@ -143,13 +145,13 @@ def main() -> None:
     print(f"3. naive Gram CKA / ours, n=4096 d=576, {len(cka_layers)} layers:    {naive / ours:6.1f}  (at least 10)")
 
     if device.type == "cuda":
-        fisher_ratios(model, "tiny", "GPU")
-        fisher_ratios(random_model("SmolLM2-135M", device), "SmolLM2-135M shape", "GPU")
+        for label, model in models.items():
+            fisher_ratios(model, label, "GPU")
         return
     # One thread, as a workflow job with the default `threads: 1`; then every core of the machine.
     for threads in sorted({1, os.cpu_count() or 1}):
         torch.set_num_threads(threads)
-        fisher_ratios(model, "tiny", f"{threads} thread(s)")
+        fisher_ratios(models["tiny"], "tiny", f"{threads} thread(s)")
 
 
 if __name__ == "__main__":

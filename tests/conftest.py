@@ -94,11 +94,17 @@ def tiny_model(tiny_tokenizer):
     return build_scratch_model(spec, tiny_tokenizer, seed=0).eval()
 
 
-@pytest.fixture(params=["cpu", "cuda"])
-def device(request) -> str:
-    """Each device a test should hold on; CUDA only where there is a GPU (never in CI)."""
+@pytest.fixture
+def cuda() -> str:
+    """The GPU, for tests that compare it with the CPU; skipped where there is none (as in CI)."""
     import torch
 
-    if request.param == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    return request.param
+    return "cuda"
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request) -> str:
+    """Each device a test should hold on; CUDA only where there is a GPU."""
+    return request.getfixturevalue("cuda") if request.param == "cuda" else request.param

@@ -48,12 +48,10 @@ def test_token_states_are_kept_for_the_first_samples_only(tiny_model, tiny_token
     np.testing.assert_allclose(pooled, captured["features"][1][:3], atol=1e-5)
 
 
-def test_capture_on_a_gpu_equals_the_capture_on_the_cpu(tiny_model, tiny_tokenizer):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+def test_capture_on_a_gpu_equals_the_capture_on_the_cpu(tiny_model, tiny_tokenizer, cuda):
     sequences = encode(tiny_tokenizer, TEXTS, 32)
     on_cpu = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, "cpu", keep_states=2)
-    on_gpu = capture_split(tiny_model.to("cuda"), sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, "cuda",
+    on_gpu = capture_split(tiny_model.to(cuda), sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, cuda,
                            keep_states=2)
     for kind in ("features", "states"):
         for cpu_layer, gpu_layer in zip(on_cpu[kind], on_gpu[kind], strict=True):

@@ -47,13 +47,11 @@ def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer, de
             torch.testing.assert_close(value, (alone[path][name] + long_alone[path][name]) / 2, rtol=1e-5, atol=1e-12)
 
 
-def test_fisher_on_a_gpu_equals_the_fisher_on_the_cpu(tiny_model, tiny_tokenizer):
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
+def test_fisher_on_a_gpu_equals_the_fisher_on_the_cpu(tiny_model, tiny_tokenizer, cuda):
     sequences = encode(tiny_tokenizer, TEXTS, 24)
     layers = decoder_layer_paths(tiny_model)
     on_cpu = diagonal_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=3)
-    on_gpu = diagonal_fisher(tiny_model.to("cuda"), sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=3)
+    on_gpu = diagonal_fisher(tiny_model.to(cuda), sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=3)
     for path in layers:
         for name, value in on_cpu[path].items():
             torch.testing.assert_close(on_gpu[path][name], value, rtol=1e-4, atol=1e-10)

@@ -8,6 +8,7 @@ folders that would run code (remote code without opt-in, pickled weights).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from itertools import product
@@ -72,14 +73,17 @@ def cells(config: Mapping[str, Any]) -> Iterator[Cell]:
 
 
 def check(config: Mapping[str, Any]) -> None:
+    """Raise ConfigError, naming the key, for a config that cannot run to the end."""
+    _check_finite(config, "")
     for index, experiment in enumerate(config["experiments"]):
         for section, name in (("models", experiment["model"]), ("datasets", experiment["dataset"])):
             _check_defined(config, section, name, f"experiments[{index}].{section[:-1]}")
         key = f"experiments[{index}].grid" if "grid" in experiment else "grid"
         for block in grid_blocks(config, experiment):
             _check_grid(config, block, experiment["dataset"], key)
-    for name in config["methods"]:
+    for name, configured in config["methods"].items():
         _check_method(name, "methods")
+        _check_hyperparameters(name, configured)
     for name, spec in config["datasets"].items():
         _check_dataset(name, spec)
     for name, spec in config["models"].items():
@@ -88,11 +92,42 @@ def check(config: Mapping[str, Any]) -> None:
         source_dataset = config[section]["source_dataset"]
         if source_dataset is not None:
             _check_defined(config, "datasets", source_dataset, f"{section}.source_dataset")
+    for index, experiment in enumerate(config["experiments"]):
+        _check_sizes(config, experiment, index)
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """NaN and infinity pass a schema's range checks (every comparison with NaN is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value} is not a finite number")
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            _check_finite(item, f"{key}[{position}]")
+
+
+def _check_hyperparameters(method: str, configured: Mapping[str, Any]) -> None:
+    from .methods import get_method
+
+    known = get_method(method).defaults
+    for name in configured:
+        if name not in known:
+            raise ConfigError(f"methods.{method}.{name}: method {method!r} has no hyperparameter {name!r}; "
+                              f"it has: {', '.join(sorted(known)) or 'none'}")
 
 
 def _check_model(name: str, spec: Mapping[str, Any]) -> None:
-    """Sources name what they need; model code and pickles never run without an explicit opt-in."""
+    """Shapes that can be built, sources that name what they need; model code and pickles never
+    run without an explicit opt-in."""
     key = f"models.{name}"
+    if spec["max_length"] < 2:
+        raise ConfigError(f"{key}.max_length: {spec['max_length']} token cannot hold a token of text after the "
+                          "BOS token (a sample needs at least one target); use at least 2")
+    if spec["source"] == "scratch" and spec["hidden_size"] % spec["num_heads"]:
+        raise ConfigError(f"{key}.hidden_size: {spec['hidden_size']} is not divisible by num_heads = "
+                          f"{spec['num_heads']} (each attention head takes an equal share of the width)")
     required = {"hub": ("hub_id",), "local": ("path",), "gguf": ("gguf_package", "gguf_file")}
     for field in required.get(spec["source"], ()):
         if not spec[field]:
@@ -156,3 +191,66 @@ def _check_dataset(name: str, spec: Mapping[str, Any]) -> None:
                           "document, e.g. 'Problem: {problem}\\nSolution: {solution}'")
     if spec["math_eval"] and source != "gsm_symbolic":
         raise ConfigError(f"{key}.math_eval: held-out math problems come from source 'gsm_symbolic' only")
+
+
+def _check_sizes(config: Mapping[str, Any], experiment: Mapping[str, Any], index: int) -> None:
+    """Every amount of data a job of the experiment draws, against what the config's splits hold,
+    so that no job fails on a size after the jobs before it were paid for."""
+    from .methods import METHODS
+
+    name, model_name = experiment["dataset"], experiment["model"]
+    dataset, model = config["datasets"][name], config["models"][model_name]
+    blocks = grid_blocks(config, experiment)
+    n_values = sorted({n for block in blocks for n in block["n_requests"]})
+    methods = {method for block in blocks for method in block["methods"]}
+    size = dataset["request_size"]
+    largest, smallest = n_values[-1] * size, n_values[0] * size
+    pool = dataset["forget_requests"] * size
+    where = f" (experiments[{index}]: {model_name} on {name})"
+
+    def held(dataset_name: str, split: str) -> int:
+        spec = config["datasets"][dataset_name]
+        return spec["forget_requests"] * spec["request_size"] if split == "forget" else spec[split]
+
+    def require(wanted: int, available: int, message: str) -> None:
+        if wanted > available:
+            raise ConfigError(message.format(wanted=wanted, available=available) + where)
+
+    relearning = config["relearning"]
+    require(largest, dataset["unseen"],
+            f"datasets.{name}.unseen: the relearning control at N = {n_values[-1]} trains on as many never-seen "
+            f"samples as the cell forgot (N x request_size = {n_values[-1]} x {size} = {{wanted}}), but the "
+            "split holds {available}")
+    source = relearning["source_dataset"] or name
+    if relearning["source"] != "forget" or source != name:
+        require(largest, held(source, relearning["source"]),
+                f"relearning.source: relearning at N = {n_values[-1]} on the {relearning['source']} split of "
+                f"{source!r} takes as many samples as the cell forgot ({{wanted}}), but it holds {{available}}")
+    require(relearning["batch_size"], smallest,
+            f"relearning.batch_size: a batch of {{wanted}} samples cannot be filled from the {{available}} "
+            f"samples forgotten at N = {n_values[0]}")
+
+    batch = config["unlearning"]["retain_batch_size"]
+    if any(METHODS[m].uses_retain for m in methods if m != "finetune"):
+        require(batch, dataset["retain"],
+                f"unlearning.retain_batch_size: a retain batch of {{wanted}} samples cannot be filled from "
+                f"datasets.{name}.retain = {{available}}")
+    if "finetune" in methods:
+        baseline = config["baseline"]
+        source = baseline["source_dataset"] or name
+        require(batch, held(source, baseline["source"]),
+                f"baseline.source: a fine-tuning batch of {{wanted}} samples (unlearning.retain_batch_size) cannot "
+                f"be filled from the {baseline['source']} split of {source!r}, which holds {{available}}")
+
+    training = model["base_training"]
+    if training["epochs"]:
+        require(training["batch_size"], pool + dataset["retain"],
+                f"models.{model_name}.base_training.batch_size: a batch of {{wanted}} samples cannot be filled "
+                f"from the {{available}} forget and retain samples of {name!r}")
+    require(config["capture"]["fisher_samples"], pool,
+            f"capture.fisher_samples: the Fisher on {{wanted}} forget samples needs more than the forget pool "
+            f"of {name!r} holds ({{available}})")
+    for section in ("capture", "curves"):
+        require(config[section]["retain_samples"], dataset["retain"],
+                f"{section}.retain_samples: {{wanted}} retain samples are more than datasets.{name}.retain = "
+                "{available}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import plan, run_snakemake
+from conftest import REPO, plan, run_snakemake
 from reversibility.config import canonical, lr_label
 
 
@@ -110,10 +110,39 @@ def test_a_hub_dataset_without_a_text_template_is_named(tmp_path, micro_config):
     assert "datasets.github.text" in rejection(tmp_path, micro_config)
 
 
-def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
+# Overlays are read on top of the config they name (as their header says).
+OVERLAYS = {"smollm2-slice.yaml": "smollm2.yaml"}
+SHIPPED = ["config.yaml", *sorted(f"configs/{p.name}" for p in (REPO / "configs").glob("*.yaml"))]
+
+
+def shipped_config(relative: str) -> dict:
     import yaml
 
-    from conftest import REPO
+    path = REPO / relative
+    config = yaml.safe_load(path.read_text())
+    if path.name in OVERLAYS:
+        config = {**yaml.safe_load((path.parent / OVERLAYS[path.name]).read_text()), **config}
+    return config
+
+
+@pytest.mark.parametrize("relative", SHIPPED)
+def test_every_shipped_config_passes_the_checks_and_plans_to_the_tables(relative, tmp_path):
+    """The checks see the whole config before any job (sizes of every N of every experiment
+    included), and the dry run plans every cell."""
+    from snakemake.utils import validate
+
+    from reversibility.config import cells, check
+
+    config = shipped_config(relative)
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    check(config)
+    planned = plan(tmp_path, config)
+    assert "results/tables/metrics.csv" in planned
+    assert all(f"results/runs/{cell.key}/relearned" in planned for cell in cells(config))
+
+
+def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
+    import yaml
 
     paper = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
     planned = plan(tmp_path, paper)
@@ -125,8 +154,6 @@ def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
 
 def test_the_paper_config_asks_for_gpus_only_where_models_run(tmp_path):
     import yaml
-
-    from conftest import REPO
 
     jobs = []
     plan(tmp_path, yaml.safe_load((REPO / "configs" / "paper.yaml").read_text()), jobs=jobs)
@@ -146,6 +173,10 @@ def test_the_paper_config_asks_for_gpus_only_where_models_run(tmp_path):
 def _rename_dataset(config, name):
     config["datasets"][name] = config["datasets"].pop("github")
     config["experiments"][0]["dataset"] = name
+
+
+def _second_dataset(config, **sizes):
+    config["datasets"]["arxiv"] = {**config["datasets"]["github"], **sizes}
 
 
 def _local_model(config, tmp_path, files):
@@ -190,6 +221,40 @@ BAD_CONFIGS = {
     "pickled weights": (lambda c, tmp: _local_model(c, tmp, {"config.json": "{}", "pytorch_model.bin": ""}),
                         ["models.micro.path", "pickled"]),
     "hub model without an id": (lambda c, _: c["models"].update(micro={"source": "hub"}), ["models.micro.hub_id"]),
+    # Sizes a job would find too small after the jobs before it were paid for (N = 2 x 4 samples).
+    "a control larger than the never-seen split": (lambda c, _: c["datasets"]["github"].update(unseen=6),
+                                                   ["datasets.github.unseen", "2 x 4 = 8", "holds 6"]),
+    "a relearning source smaller than the forget set": (
+        lambda c, _: (_second_dataset(c, retain=5), c["relearning"].update(source="retain", source_dataset="arxiv")),
+        ["relearning.source", "(8)", "holds 5"]),
+    "a relearning batch larger than the forgotten samples": (lambda c, _: c["relearning"].update(batch_size=9),
+                                                             ["relearning.batch_size", "9", "8 samples"]),
+    "a retain batch larger than the retain split": (
+        lambda c, _: (c["grid"].update(methods=["ga_gd"]), c["unlearning"].update(retain_batch_size=25)),
+        ["unlearning.retain_batch_size", "25", "retain = 24"]),
+    "a baseline batch larger than its source": (
+        lambda c, _: (_second_dataset(c, unseen=3), c["grid"].update(methods=["finetune"]),
+                      c.update(baseline={"source": "unseen", "source_dataset": "arxiv"})),
+        ["baseline.source", "8 samples", "holds 3"]),
+    "a base-training batch larger than its data": (
+        lambda c, _: c["models"]["micro"]["base_training"].update(batch_size=33),
+        ["models.micro.base_training.batch_size", "33", "32 forget and retain"]),
+    "more Fisher samples than the forget pool": (lambda c, _: c["capture"].update(fisher_samples=9),
+                                                 ["capture.fisher_samples", "9", "(8)"]),
+    "more retain samples captured than there are": (lambda c, _: c["capture"].update(retain_samples=25),
+                                                    ["capture.retain_samples", "25", "24"]),
+    "more retain samples on the curves than there are": (lambda c, _: c.update(curves={"retain_samples": 30}),
+                                                         ["curves.retain_samples", "30", "24"]),
+    "a width that heads cannot share": (lambda c, _: c["models"]["micro"].update(hidden_size=30, num_heads=4),
+                                        ["models.micro.hidden_size", "30", "num_heads = 4"]),
+    "a sequence too short for a token of text": (lambda c, _: c["models"]["micro"].update(max_length=1),
+                                                 ["models.micro.max_length", "at least 2"]),
+    "a hyperparameter the method does not have": (lambda c, _: c.update(methods={"npo": {"betta": 0.5}}),
+                                                  ["methods.npo.betta", "it has: beta"]),
+    "a learning rate that is not a number": (lambda c, _: c["grid"].update(learning_rates=[float("nan")]),
+                                             ["grid.learning_rates[0]", "nan is not a finite number"]),
+    "an infinite relearning rate": (lambda c, _: c["relearning"].update(learning_rate=float("inf")),
+                                    ["relearning.learning_rate", "inf is not a finite number"]),
 }
 
 

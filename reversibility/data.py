@@ -2,7 +2,8 @@
 
 Documents come from a source (sources.py). Each document is cut into *samples* of at most
 `max_chars` characters at blank lines, so a sample is a readable piece that starts at a natural
-boundary. Splits are made of whole document groups: a group that gives a sample to the forget pool
+boundary; with `whole_documents` a document is one sample (a problem with its solution), and a
+document longer than `max_chars` is dropped and counted in the manifest. Splits are made of whole document groups: a group that gives a sample to the forget pool
 gives nothing to any other split, because forgetting is not targeted when forget and retain share
 documents. Tokenizing to the model's `max_length` happens later, where the model is known.
 
@@ -113,6 +114,7 @@ class SplitPlan:
     min_chars: int
     max_chars: int
     background_chars: int
+    whole_documents: bool = False
 
     @classmethod
     def from_spec(cls, spec: Mapping) -> "SplitPlan":
@@ -128,11 +130,28 @@ class SplitPlan:
         return {split: sizes[split] for split in FILLED if sizes[split] > 0}
 
 
+def samples_of(text: str, plan: SplitPlan) -> list[str]:
+    """A document's samples: pieces cut at blank lines, or the whole document when it fits."""
+    if not plan.whole_documents:
+        return segment(text, plan.min_chars, plan.max_chars)
+    whole = text.strip("\n")
+    return [whole] if plan.min_chars <= len(whole.strip()) and len(whole) <= plan.max_chars else []
+
+
+def dropped_documents(documents: list[Document], plan: SplitPlan) -> dict[str, int]:
+    """Documents that give no sample because they do not fit whole (with `whole_documents`)."""
+    if not plan.whole_documents:
+        return {}
+    lengths = [len(doc.text.strip("\n")) for doc in documents]
+    return {"longer_than_max_chars": sum(n > plan.max_chars for n in lengths),
+            "shorter_than_min_chars": sum(n < plan.min_chars for n in lengths)}
+
+
 def build_splits(name: str, documents: list[Document], plan: SplitPlan, seed: int) -> dict[str, list[dict]]:
     """Assign whole document groups to the splits in a seeded order; the rest is background."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for doc in documents:
-        for k, text in enumerate(segment(doc.text, plan.min_chars, plan.max_chars)):
+        for k, text in enumerate(samples_of(doc.text, plan)):
             record = {"id": f"{doc.id}#{k}", "document": doc.split_group, "text": text}
             groups[doc.split_group].append((record, doc.answer))
     counts = Counter(key for pieces in groups.values() for record, _ in pieces
@@ -167,25 +186,28 @@ def build_splits(name: str, documents: list[Document], plan: SplitPlan, seed: in
         if len(splits[current]) == wanted[current]:
             current = next(filling, None)
 
-    _check_sizes(name, splits, wanted, plan, groups, len(documents))
+    _check_sizes(name, splits, wanted, plan, groups, documents)
     for index, record in enumerate(splits["forget"]):
         record["request"] = index // plan.request_size + 1
     splits["background"] = _cap_chars(splits["background"], plan.background_chars)
     return splits
 
 
-def _check_sizes(name, splits, wanted, plan, groups, n_documents) -> None:
+def _check_sizes(name, splits, wanted, plan, groups, documents) -> None:
     for split, size in wanted.items():
         if len(splits[split]) < size:
             usable = sum(map(len, groups.values()))
+            too_long = dropped_documents(documents, plan).get("longer_than_max_chars")
+            whole = (f" With whole_documents, {too_long} documents longer than max_chars = {plan.max_chars} were "
+                     "dropped: raise 'max_chars' to keep them." if too_long else "")
             keys = {"forget": "forget_requests x request_size", "math_eval": "math_eval"}
             raise DataError(
                 f"dataset {name!r}: not enough samples for the {split} split ({size} wanted, key "
                 f"'{keys.get(split, split)}'; {len(splits[split])} found). The source has {usable} usable "
-                f"samples in {len(groups)} groups of {n_documents} documents, at most "
+                f"samples in {len(groups)} groups of {len(documents)} documents, at most "
                 f"{plan.max_samples_per_document} per group per split and filled in the order "
                 f"{', '.join(wanted)}. Lower 'forget_requests', 'request_size', 'holdout', 'unseen', "
-                f"'retain' or 'math_eval', or raise 'max_samples_per_document'.")
+                f"'retain' or 'math_eval', or raise 'max_samples_per_document'.{whole}")
 
 
 def _cap_chars(records: list[dict], budget: int) -> list[dict]:
@@ -213,7 +235,8 @@ def prepare(name: str, spec: Mapping, seed: int, out_dir: str | os.PathLike) -> 
     """
     out_dir = Path(out_dir)
     documents = load_documents(name, spec)
-    splits = build_splits(name, documents, SplitPlan.from_spec(spec), seed)
+    plan = SplitPlan.from_spec(spec)
+    splits = build_splits(name, documents, plan, seed)
     manifest = {
         "dataset": name,
         "source": dict(spec),
@@ -222,6 +245,7 @@ def prepare(name: str, spec: Mapping, seed: int, out_dir: str | os.PathLike) -> 
         "documents": len(documents),
         "source_sha256": sha256_text("\0".join(f"{d.id}\0{d.text}" for d in documents)),
         "requests": {"count": spec["forget_requests"], "size": spec["request_size"]},
+        "dropped_documents": dropped_documents(documents, plan),
         "splits": {},
     }
     out_dir.mkdir(parents=True, exist_ok=True)

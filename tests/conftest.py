@@ -85,6 +85,19 @@ def tiny_tokenizer():
     return train_bpe(corpus, vocab_size=300)
 
 
+@pytest.fixture(scope="session")
+def bosless_tokenizer(tiny_tokenizer):
+    """The same vocabulary without a BOS token, as Qwen2.5's tokenizer has none."""
+    from transformers import PreTrainedTokenizerFast
+
+    from reversibility.tokenization import EOS, PAD
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tiny_tokenizer.backend_tokenizer, eos_token=EOS,
+                                        pad_token=PAD)
+    assert tokenizer.bos_token_id is None
+    return tokenizer
+
+
 @pytest.fixture
 def tiny_model(tiny_tokenizer):
     from reversibility.models import build_scratch_model

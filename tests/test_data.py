@@ -133,3 +133,37 @@ def test_groups_stay_whole_and_math_eval_takes_answered_problems():
     assert len(splits["math_eval"]) == 5
     assert all(r["answer"] and r["question"] for r in splits["math_eval"])
     assert "answer" not in splits["forget"][0]
+
+
+def test_whole_documents_keep_a_problem_with_its_solution_and_count_the_dropped():
+    """A problem split at its blank line would give a problem without its solution and a solution
+    without its problem; kept whole, each sample is a complete document or nothing."""
+    names = [a + b for a in ("ann", "bob", "cy", "dee", "eve") for b in ("ra", "mo", "li", "ta", "ne", "su")]
+    solutions = {f"p{i}": f"Solution: {names[i]} counts {i} apples.\n\nSo the answer is {i}." for i in range(30)}
+    docs = [Document(id=doc_id, text=f"Problem: how many apples has {names[int(doc_id[1:])]}?\n\n{solution}"
+                     + ("\n\nA long aside that does not fit." * 8 if int(doc_id[1:]) % 5 == 0 else ""))
+            for doc_id, solution in solutions.items()]
+    plan = dataclasses.replace(PLAN, min_chars=10, max_chars=120, whole_documents=True, forget_requests=2,
+                               retain=4, holdout=2)
+    splits = build_splits("toy", docs, plan, seed=0)
+    kept = [r for split in data.FILLED for r in splits[split]]
+    assert kept and all(r["text"].startswith("Problem:") and solutions[r["document"]] in r["text"] for r in kept)
+    assert not any(int(r["document"][1:]) % 5 == 0 for split in splits.values() for r in split)
+    assert data.dropped_documents(docs, plan) == {"longer_than_max_chars": 6, "shorter_than_min_chars": 0}
+    cut = build_splits("toy", docs, dataclasses.replace(plan, whole_documents=False, max_chars=60), seed=0)
+    assert any(not r["text"].startswith("Problem:") for split in data.FILLED for r in cut[split])
+
+
+def test_the_manifest_counts_the_documents_too_long_to_keep_whole(tmp_path):
+    from reversibility.io import write_jsonl
+
+    names = [a + b for a in ("ann", "bob", "cy", "dee", "eve", "fay") for b in ("ra", "mo", "li", "ta", "ne")]
+    rows = [{"question": f"What has {names[i % 30]}{'x' * (i // 30)}? " + "Think. " * (i % 3) * 10,
+             "answer": f"It is {2 * i}."} for i in range(60)]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    spec = {"source": "json", "files": [str(tmp_path / "rows.jsonl")], "text": "Q: {question}\n\nA: {answer}",
+            "id_field": None, "group_field": None, "max_documents": None, "forget_requests": 2, "request_size": 2,
+            "retain": 4, "holdout": 2, "unseen": 2, "math_eval": 0, "max_samples_per_document": 1,
+            "min_chars": 10, "max_chars": 60, "background_chars": 1000, "whole_documents": True}
+    manifest = data.prepare("rows", spec, 0, tmp_path / "out")
+    assert manifest["dropped_documents"] == {"longer_than_max_chars": 40, "shorter_than_min_chars": 0}

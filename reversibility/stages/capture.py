@@ -64,8 +64,11 @@ def capture_model(model, tokenizer, checkpoint_dir: PathLike, data_dir: PathLike
 
 
 def zlib_length(tokenizer, ids: list[int]) -> int:
-    """zlib-compressed length in bytes of the text the model actually saw (BOS dropped)."""
-    return len(zlib.compress(tokenizer.decode(ids[1:]).encode("utf-8")))
+    """zlib-compressed length in bytes of the text the model actually saw: its BOS dropped when
+    the tokenizer adds one (Qwen2.5's adds none, so the first id is text)."""
+    bos = tokenizer.bos_token_id
+    text_ids = ids[1:] if bos is not None and ids[:1] == [bos] else ids
+    return len(zlib.compress(tokenizer.decode(text_ids).encode("utf-8")))
 
 
 def math_generations(model, tokenizer, data_dir: PathLike, capture_config: Mapping, max_length: int) -> dict | None:

@@ -6,12 +6,15 @@ whose `provenance.json` names the full checkpoint it adapts; both hold the token
 `provenance.json` (with the weights' sha256, so consumers need not rehash). Loading never
 unpickles (`use_safetensors=True`), and `trust_remote_code` stays off unless a spec turns it on.
 
-Evaluation (capture, metrics) always sees a plain model: an adapter is merged into a fresh copy
-of its base weights when loaded for evaluation, so module paths match the base model's.
+Evaluation (capture, metrics) always sees a plain model: an adapter is merged into a float32
+copy of its base weights when loaded for evaluation, so module paths match the base model's and
+no rounding of the base swallows the adapter's small update (precision.py says which weights
+are held in which dtype).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +22,7 @@ from typing import Any, Mapping
 import torch
 
 from .io import atomic_path, read_json, rerun_hint, sha256_file, write_json
+from .precision import WEIGHTS, Precision
 from .provenance import CHECKPOINT_RECORD
 
 ARCHITECTURES = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
@@ -81,22 +85,15 @@ def _combined(digests) -> str:
     return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
-def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """float32 on CPU whatever is asked (bf16 has no fast CPU kernels); the spec's dtype on GPU."""
-    if device.type == "cpu":
-        return torch.float32
-    return {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float16": torch.float16,
-            "float32": torch.float32}[requested]
-
-
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", dtype: str = "auto",
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype = WEIGHTS,
                     trust_remote_code: bool = False, trainable_adapter: bool = False, workflow_artifact: bool = True):
-    """Model (in eval mode) and tokenizer from a checkpoint directory, safetensors only.
+    """Model (in eval mode) and tokenizer from a checkpoint directory, safetensors only, in `dtype`.
 
-    An adapter checkpoint comes back merged into its base weights, or, with `trainable_adapter`,
-    as a PEFT model whose adapter keeps training. A checkpoint the workflow wrote is checked
-    against its recorded sha256 first; a user's own folder (`workflow_artifact=False`) only for
-    safetensors weights.
+    An adapter checkpoint comes back merged (in float32) into its base weights, then cast to
+    `dtype`; with `trainable_adapter`, as a PEFT model whose float32 adapter keeps training over
+    its frozen base held in `dtype`. A checkpoint the workflow wrote is checked against its
+    recorded sha256 first; a user's own folder (`workflow_artifact=False`) only for safetensors
+    weights.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -110,15 +107,48 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
         from peft import PeftModel
 
         base_dir = path.parent / read_json(path / CHECKPOINT_RECORD)["base_checkpoint"]
-        base, _ = load_checkpoint(base_dir, device, dtype, trust_remote_code)
+        base, _ = load_checkpoint(base_dir, device, dtype if trainable_adapter else WEIGHTS, trust_remote_code)
         model = PeftModel.from_pretrained(base, path, is_trainable=trainable_adapter)
         if not trainable_adapter:
-            model = model.merge_and_unload()
+            model = merge_adapter(model).to(dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=compute_dtype(dtype, device),
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=dtype,
                                                      trust_remote_code=trust_remote_code)
     model.to(device).eval()
     return model, tokenizer
+
+
+def merge_adapter(peft_model):
+    """The plain model with the adapter added to float32 base weights (a bf16 base would round
+    an unlearning update of 1e-5 away)."""
+    return peft_model.to(WEIGHTS).merge_and_unload()
+
+
+def trainable_model(path: str | os.PathLike, device: torch.device, precision: Precision, lora: Mapping[str, Any]):
+    """A checkpoint loaded to train: all weights float32, or, with `lora.enabled`, a fresh float32
+    adapter over the frozen weights held in the compute dtype."""
+    if lora["enabled"]:
+        model, tokenizer = load_checkpoint(path, device, precision.compute)
+        return add_lora(model, lora), tokenizer
+    return load_checkpoint(path, device, WEIGHTS)
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(model, enabled: bool):
+    """Within the block, keep only each decoder layer's input and recompute the rest during the
+    backward pass (less activation memory for about a third more compute); the model's saved
+    config is left as it was (generation keeps its cache)."""
+    if not enabled:
+        yield model
+        return
+    use_cache = model.config.use_cache
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    try:
+        yield model
+    finally:
+        model.activation_checkpointing_disable()
+        model.config.use_cache = use_cache
 
 
 def verify_checkpoint(path: str | os.PathLike) -> None:
@@ -163,7 +193,7 @@ class AdapterDisabled(torch.nn.Module):
             return self.peft_model(**inputs)
 
 
-def load_pretrained(spec: Mapping[str, Any], device: torch.device):
+def load_pretrained(spec: Mapping[str, Any], device: torch.device, dtype: torch.dtype = WEIGHTS):
     """A `hub` model spec: weights and tokenizer from the Hugging Face hub (or its local cache).
 
     Remote code runs only when the spec sets `trust_remote_code: true`; weights load from
@@ -177,7 +207,7 @@ def load_pretrained(spec: Mapping[str, Any], device: torch.device):
     tokenizer = AutoTokenizer.from_pretrained(spec["hub_id"], **options)
     ensure_special_tokens(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(spec["hub_id"], use_safetensors=True,
-                                                 dtype=compute_dtype(spec["dtype"], device),
+                                                 dtype=dtype,
                                                  attn_implementation=spec["attn_implementation"], **options)
     model.to(device).eval()
     return model, tokenizer
@@ -212,7 +242,8 @@ def import_gguf(package: str, filename: str, out_dir: str | os.PathLike, provena
     save_checkpoint(plain.eval(), tokenizer, out_dir, provenance)
 
 
-def load_pretrained_local(path: str | os.PathLike, device: torch.device, dtype: str, trust_remote_code: bool):
+def load_pretrained_local(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
+                          trust_remote_code: bool):
     """A `local` model spec: a directory with a model saved by `save_pretrained` (safetensors)."""
     from .tokenization import ensure_special_tokens
 

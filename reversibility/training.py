@@ -1,9 +1,11 @@
 """The one training loop shared by base training, unlearning and relearning.
 
 AdamW, linear warmup then a constant, linear or cosine schedule, gradient clipping, gradient
-accumulation, a per-step record and a progress bar. A non-finite loss or gradient stops the run
-cleanly and marks it collapsed (GA at a high learning rate does this); the weights stay those of
-the last finite step.
+accumulation, a per-step record and a progress bar. Forward and backward passes run under the
+job's `Precision` (autocast; loss scaling for float16): the weights that train stay float32. A
+non-finite loss or gradient stops the run cleanly and marks it collapsed (GA at a high learning
+rate does this); the weights stay those of the last finite step. Under float16 loss scaling, a
+step whose gradients overflow is skipped and the scale lowered, as loss scaling does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, Callable, Collection, Iterator, Mapping
 
 import torch
 from tqdm import tqdm
+
+from .precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -76,46 +80,58 @@ def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any],
           settings: OptimSettings, *, desc: str = "train", log_every: int = 10,
           record: TrainRecord | None = None, step_offset: int = 0,
           evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0,
-          evaluate_at: Collection[int] = ()) -> TrainRecord:
+          evaluate_at: Collection[int] = (), precision: Precision = Precision()) -> TrainRecord:
     """Run `total_steps` optimizer steps; each consumes `grad_accumulation` micro-batches.
 
-    With `evaluate`, its result is recorded (in eval mode) every `evaluate_every` steps and
-    after each step (counted from 1) in `evaluate_at`.
+    With `evaluate`, its result is recorded (in eval mode, under the same autocast) every
+    `evaluate_every` steps and after each step (counted from 1) in `evaluate_at`.
     """
     record = record if record is not None else TrainRecord()
     optimizer = make_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, settings))
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    lowered = sorted({str(p.dtype) for p in params if p.dtype != torch.float32})
+    if lowered:
+        raise ValueError(f"trainable weights in {', '.join(lowered)}: weights that train must be float32 "
+                         "(low-precision weights round small updates away); see reversibility/precision.py")
     model.train()
     try:
         return _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler,
-                    params, desc, log_every, record, step_offset, evaluate, evaluate_every, frozenset(evaluate_at))
+                    params, desc, log_every, record, step_offset, evaluate, evaluate_every, frozenset(evaluate_at),
+                    precision)
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.eval()
 
 
 def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler, params,
-         desc, log_every, record, step_offset, evaluate, evaluate_every, evaluate_at) -> TrainRecord:
+         desc, log_every, record, step_offset, evaluate, evaluate_every, evaluate_at, precision) -> TrainRecord:
     progress = tqdm(range(total_steps), desc=desc, mininterval=5, disable=total_steps < 50)
+    scaler = precision.grad_scaler()
     for step in progress:
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(settings.grad_accumulation):
-            loss = loss_fn(model, next(micro_batches)) / settings.grad_accumulation
+            with precision.autocast():
+                loss = loss_fn(model, next(micro_batches)) / settings.grad_accumulation
             if not torch.isfinite(loss):
                 return _collapse(record, step_offset + step, f"non-finite loss {loss.item()}")
-            loss.backward()
+            scaler.scale(loss).backward()
             total += loss.item()
+        scaler.unscale_(optimizer)
         max_norm = settings.max_grad_norm if settings.max_grad_norm else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
-        if not math.isfinite(grad_norm):
+        if not math.isfinite(grad_norm) and not scaler.is_enabled():
             return _collapse(record, step_offset + step, f"non-finite gradient norm {grad_norm}")
         lr = scheduler.get_last_lr()[0]
-        optimizer.step()
+        scaler.step(optimizer)        # with loss scaling: skipped when the gradients overflowed
+        scaler.update()
         scheduler.step()
         entry = {"step": step_offset + step + 1, "loss": total, "lr": lr, "grad_norm": grad_norm}
+        if not math.isfinite(grad_norm):
+            entry["skipped"] = True
+            log.warning("%s step %d: gradients overflowed float16; step skipped, loss scale lowered", desc, step + 1)
         record.steps.append(entry)
         if (step + 1) % log_every == 0 or step + 1 == total_steps:
             log.info("%s step %d/%d loss %.4f lr %.2e grad_norm %.3f", desc, step + 1,
@@ -123,7 +139,8 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
         due = (evaluate_every and (step + 1) % evaluate_every == 0) or step + 1 in evaluate_at
         if evaluate is not None and due:
             model.eval()
-            record.evaluations.append({"step": step_offset + step + 1, **evaluate()})
+            with precision.autocast():
+                record.evaluations.append({"step": step_offset + step + 1, **evaluate()})
             model.train()
     if not all(torch.isfinite(p).all() for p in params):
         return _collapse(record, step_offset + total_steps, "non-finite weights")

@@ -9,6 +9,8 @@ with runtime.job_log(snakemake.log[0]):
         out_dir=snakemake.output[0],
         model_name=snakemake.wildcards.model,
         threads=snakemake.threads,
+        # Memory only (the same weights): read from the config, so that switching it reruns nothing.
+        checkpointing=snakemake.config["models"][snakemake.wildcards.model]["gradient_checkpointing"],
         pretrained_dir=snakemake.input.get("pretrained"),
         **snakemake.params.config,
     )

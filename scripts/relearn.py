@@ -16,5 +16,7 @@ with runtime.job_log(snakemake.log[0]):
             "relearned": snakemake.output.relearned_capture,
         },
         threads=snakemake.threads,
+        # Memory only (the same weights): read from the config, so that switching it reruns nothing.
+        checkpointing=snakemake.config["models"][snakemake.wildcards.model]["gradient_checkpointing"],
         **snakemake.params.config,
     )

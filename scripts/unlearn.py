@@ -11,5 +11,7 @@ with runtime.job_log(snakemake.log[0]):
         curve_path=snakemake.output.curve,
         baseline_data_dir=Path(snakemake.input.get("baseline_manifest", snakemake.input.manifest)).parent,
         threads=snakemake.threads,
+        # Memory only (the same weights): read from the config, so that switching it reruns nothing.
+        checkpointing=snakemake.config["models"][snakemake.wildcards.model]["gradient_checkpointing"],
         **snakemake.params.config,
     )

@@ -30,7 +30,7 @@ def test_the_hub_source_loads_a_saved_model_through_from_pretrained(saved_model,
 
 
 def test_the_local_source_loads_a_saved_model(saved_model, tiny_model, tiny_tokenizer):
-    model, tokenizer = load_pretrained_local(saved_model, torch.device("cpu"), "auto", False)
+    model, tokenizer = load_pretrained_local(saved_model, torch.device("cpu"), torch.float32, False)
     assert torch.allclose(logits(model, tokenizer), logits(tiny_model, tiny_tokenizer))
 
 

@@ -30,7 +30,7 @@ def unlearn(run, out, method="ga", lr=1e-3, n=2, lora=None):
                      curve_path=out / "requests.json", baseline_data_dir=run / "results/data/github",
                      method=method, hyperparameters={}, n_requests=n, learning_rate=lr,
                      unlearning=defaults("unlearning"), baseline=None, curves=defaults("curves"),
-                     lora=lora or {"enabled": False}, max_length=64, seed=0, cell=cell, threads=1)
+                     lora=lora or {"enabled": False}, max_length=64, dtype="auto", seed=0, cell=cell, threads=1)
     return out / "unlearned"
 
 
@@ -41,8 +41,8 @@ def relearn(run, unlearned, out, cell, **relearning):
                      source_data_dir=run / "results/data/github", captures=captures,
                      curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
                      relearning={**defaults("relearning"), **relearning}, quantization=defaults("quantization"),
-                     curves=defaults("curves"), capture_config=defaults("capture"), max_length=64, seed=0,
-                     cell=cell, threads=1)
+                     curves=defaults("curves"), capture_config=defaults("capture"), max_length=64, dtype="auto",
+                     seed=0, cell=cell, threads=1)
     return captures
 
 

@@ -19,6 +19,7 @@ from ..generation import greedy_generate
 from ..fisher import BINS, decoder_layer_paths, diagonal_fisher, summarise
 from ..io import read_json
 from ..models import load_checkpoint, pick_device
+from ..precision import Precision
 from ..provenance import CHECKPOINT_RECORD, Recorder
 from ..runtime import configure_torch
 from ..tokenization import encode
@@ -84,9 +85,11 @@ def math_generations(model, tokenizer, data_dir: PathLike, capture_config: Mappi
 
 
 def capture_base(checkpoint_dir: PathLike, data_dir: PathLike, out_path: PathLike, *,
-                 capture_config: Mapping, max_length: int, threads: int) -> None:
+                 capture_config: Mapping, max_length: int, dtype: str, threads: int) -> None:
+    """Capture a checkpoint with its weights in the spec's compute dtype (precision.py)."""
     configure_torch(threads, 0)
-    model, tokenizer = load_checkpoint(checkpoint_dir, pick_device())
+    device = pick_device()
+    model, tokenizer = load_checkpoint(checkpoint_dir, device, Precision.of(dtype, device).compute)
     capture_model(model, tokenizer, checkpoint_dir, data_dir, out_path,
                   capture_config=capture_config, max_length=max_length)
 

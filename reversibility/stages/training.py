@@ -11,8 +11,10 @@ from .. import data
 from ..capture import token_accuracy
 from ..io import read_json, write_json
 from ..methods import get_method
-from ..models import (AdapterDisabled, add_lora, build_scratch_model, import_gguf, load_checkpoint, load_pretrained,
-                      load_pretrained_local, n_parameters, pick_device, save_checkpoint)
+from ..models import (AdapterDisabled, add_lora, build_scratch_model, gradient_checkpointing, import_gguf,
+                      load_checkpoint, load_pretrained, load_pretrained_local, merge_adapter, n_parameters,
+                      pick_device, save_checkpoint, trainable_model)
+from ..precision import WEIGHTS, Precision
 from ..provenance import CHECKPOINT_RECORD, Recorder
 from ..runtime import configure_torch
 from ..seeds import derive_seed
@@ -31,28 +33,34 @@ def tokenized(tokenizer, records: list[dict], max_length: int) -> list[list[int]
 
 
 def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Mapping,
-               seed: int, threads: int, pretrained_dir: PathLike | None = None) -> None:
+               seed: int, threads: int, pretrained_dir: PathLike | None = None,
+               checkpointing: bool = False) -> None:
     """The base model: trained on forget + retain until it knows its forget set.
 
     `scratch`: a BPE trained on the background split, then a fresh model. Pretrained sources
     (`hub`, `local`, `gguf` via `pretrained_dir`): the pretrained model fine-tuned on forget +
     retain (the usual protocol when the forget data was not in its pretraining;
-    `base_training.epochs: 0` keeps it as it is), through a LoRA adapter merged back when the
-    spec's `lora.enabled` is set. The base checkpoint is always full weights.
+    `base_training.epochs: 0` keeps it as it is), through a LoRA adapter merged back in float32
+    when the spec's `lora.enabled` is set. The base checkpoint is always full weights.
+    `checkpointing`: gradient checkpointing (memory only; the weights are the same).
     """
     run_seed = derive_seed(seed, "base", model_name, Path(data_dir).name)
     configure_torch(threads, run_seed)
     recorder = Recorder(params={"spec": dict(spec), "seed": seed},
                         inputs={"manifest": Path(data_dir) / "manifest.json"}, seed=run_seed)
     device = pick_device()
+    precision = Precision.of(spec["dtype"], device)
     source = spec["source"]
+    adapted = source != "scratch" and spec["lora"]["enabled"]
+    # Weights that train are float32; under an adapter the base is frozen, in the compute dtype.
+    dtype = precision.compute if adapted else WEIGHTS
     if source == "scratch":
         tokenizer = train_bpe((r["text"] for r in data.load_split(data_dir, "background")), spec["vocab_size"])
         model = build_scratch_model(spec, tokenizer, run_seed).to(device)
     elif source == "hub":
-        model, tokenizer = load_pretrained(spec, device)
+        model, tokenizer = load_pretrained(spec, device, dtype)
     else:
-        model, tokenizer = load_pretrained_local(pretrained_dir or spec["path"], device, spec["dtype"],
+        model, tokenizer = load_pretrained_local(pretrained_dir or spec["path"], device, dtype,
                                                  spec["trust_remote_code"])
     log.info("model %s: %d parameters, vocabulary %d", model_name, n_parameters(model), len(tokenizer))
 
@@ -61,15 +69,16 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
     sequences = tokenized(tokenizer, members, spec["max_length"])
     steps = training["epochs"] * -(-len(sequences) // training["batch_size"])
     if steps:
-        adapted = source != "scratch" and spec["lora"]["enabled"]
         trained = add_lora(model, spec["lora"]) if adapted else model
-        record = finetune(trained, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
-                          tokenizer.pad_token_id, run_seed, desc="base training")
+        with gradient_checkpointing(trained, checkpointing):
+            record = finetune(trained, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
+                              tokenizer.pad_token_id, run_seed, desc="base training", precision=precision)
         if record.collapsed:
             raise RuntimeError(f"model {model_name!r}: base training diverged ({record.collapse_reason}); "
                                f"lower models.{model_name}.base_training.learning_rate")
-        model = trained.merge_and_unload() if adapted else trained
+        model = merge_adapter(trained) if adapted else trained
         recorder.extra["training"] = {"steps": steps, "final_loss": record.steps[-1]["loss"]}
+    recorder.extra["precision"] = precision.record()
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
 
 
@@ -82,26 +91,31 @@ def import_model(model_name: str, spec: Mapping, out_dir: PathLike) -> None:
 def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_path: PathLike,
             baseline_data_dir: PathLike, method: str, hyperparameters: Mapping, n_requests: int,
             learning_rate: float, unlearning: Mapping, baseline: Mapping | None, curves: Mapping,
-            lora: Mapping, max_length: int, seed: int, cell: str, threads: int) -> None:
+            lora: Mapping, max_length: int, dtype: str, seed: int, cell: str, threads: int,
+            checkpointing: bool = False) -> None:
     """Unlearn requests 1..N one after another, starting from the base model.
 
     Writes the unlearned checkpoint and, at `curve_path`, the accuracies after each request.
+    Weights train in float32 under autocast in `dtype` (precision.py); the frozen reference of
+    NPO and KL methods is held in `dtype`.
     """
     run_seed = derive_seed(seed, cell, "unlearn")
     configure_torch(threads, run_seed)
     params = {"method": method, "hyperparameters": dict(hyperparameters), "n_requests": n_requests,
               "learning_rate": learning_rate, "unlearning": dict(unlearning), "baseline": baseline,
-              "curves": dict(curves), "lora": dict(lora), "seed": seed}
+              "curves": dict(curves), "lora": dict(lora), "dtype": dtype, "seed": seed}
     recorder = Recorder(params=params, inputs={"base": base_dir}, seed=run_seed)
     device = pick_device()
-    model, tokenizer = load_checkpoint(base_dir, device)
+    precision = Precision.of(dtype, device)
+    model, tokenizer = trainable_model(base_dir, device, precision, lora)
     chosen = get_method(method)
-    if lora["enabled"]:
+    if not chosen.uses_reference:
+        reference = None
+    elif lora["enabled"]:
         # Only the adapter trains; the reference is the same model with the adapter switched off.
-        model = add_lora(model, lora)
-        reference = AdapterDisabled(model) if chosen.uses_reference else None
+        reference = AdapterDisabled(model)
     else:
-        reference = load_checkpoint(base_dir, device)[0].requires_grad_(False) if chosen.uses_reference else None
+        reference = load_checkpoint(base_dir, device, precision.compute)[0].requires_grad_(False)
 
     forget = data.load_split(data_dir, "forget")
     requests = [tokenized(tokenizer, [r for r in forget if r["request"] == k], max_length)
@@ -122,10 +136,12 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
                   "forget_request": requests[index - 1], "retain": retain_probe}
         return accuracies(model, probes, tokenizer.pad_token_id)
 
-    record = unlearn_requests(model, reference, chosen, hyperparameters, requests, retain, plan,
-                              tokenizer.pad_token_id, run_seed,
-                              after_request=after_request if curves["after_each_request"] else None)
-    recorder.extra.update(outcome(record), training=record.steps)
+    with gradient_checkpointing(model, checkpointing):
+        record = unlearn_requests(model, reference, chosen, hyperparameters, requests, retain, plan,
+                                  tokenizer.pad_token_id, run_seed,
+                                  after_request=after_request if curves["after_each_request"] else None,
+                                  precision=precision)
+    recorder.extra.update(outcome(record), training=record.steps, precision=precision.record())
     save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
     write_json(curve_path, {"collapsed": record.collapsed, "requests": record.evaluations})
 
@@ -133,7 +149,7 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
 def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, source_data_dir: PathLike,
             captures: Mapping[str, PathLike], curve_path: PathLike, reversal_path: PathLike, n_requests: int,
             relearning: Mapping, quantization: Mapping, curves: Mapping, capture_config: Mapping,
-            max_length: int, seed: int, cell: str, threads: int) -> None:
+            max_length: int, dtype: str, seed: int, cell: str, threads: int, checkpointing: bool = False) -> None:
     """Relearn the unlearned model and measure how much of the forgotten knowledge comes back.
 
     The job captures the model it starts from (`captures["unlearned"]`); measures it with its
@@ -141,16 +157,17 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     and once, as a control, on as many never-seen samples of the same domain; keeps the model of
     the primary budget as the relearned stage and captures it (`captures["relearned"]`). Writes
     the relearning-efficiency curve (`curve_path`) and the reversal measures (`reversal_path`).
+    Quantization rounds float32 weights; captures read the weights cast to `dtype`.
     """
     run_seed = derive_seed(seed, cell, "relearn")
     configure_torch(threads, run_seed)
     params = {"n_requests": n_requests, "relearning": dict(relearning), "quantization": dict(quantization),
-              "curves": dict(curves), "seed": seed}
+              "curves": dict(curves), "dtype": dtype, "seed": seed}
     recorder = Recorder(params=params, inputs={"unlearned": unlearned_dir}, seed=run_seed)
     device = pick_device()
-    model, tokenizer = load_checkpoint(unlearned_dir, device)
+    precision = Precision.of(dtype, device)
+    model, tokenizer = load_checkpoint(unlearned_dir, device, WEIGHTS)   # an adapter comes merged
     capture = {"capture_config": capture_config, "max_length": max_length}
-    capture_model(model, tokenizer, unlearned_dir, data_dir, captures["unlearned"], **capture)
 
     def encode_records(records):
         return tokenized(tokenizer, records, max_length)
@@ -164,17 +181,23 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     def evaluate(*names: str) -> dict:
         """Accuracy on the named probes (each measurement needs only some: evaluation is most of
         this job's time)."""
-        return accuracies(model, {name: probes[name] for name in names or ("forget", "retain")},
-                          tokenizer.pad_token_id)
+        with precision.autocast():
+            return accuracies(model, {name: probes[name] for name in names or ("forget", "retain")},
+                              tokenizer.pad_token_id)
 
     unlearned = evaluate("forget", "retain", "unseen")
-    quantized = quantization_probe(model, quantization["bits"], evaluate)
+    quantized = [{**q, "forget_gain": gain(q, unlearned, "forget")}
+                 for q in quantization_probe(model, quantization["bits"], evaluate)]
+    capture_model(model.to(precision.compute), tokenizer, unlearned_dir, data_dir, captures["unlearned"], **capture)
     unlearned_record = read_json(Path(unlearned_dir) / CHECKPOINT_RECORD)
     base_dir = None
     if "base_checkpoint" in unlearned_record:
-        # A LoRA cell: the adapter keeps training (the capture above saw it merged).
+        # A LoRA cell: the adapter keeps training over its frozen base (the capture saw it merged).
         base_dir = Path(unlearned_dir).parent / unlearned_record["base_checkpoint"]
-        model, tokenizer = load_checkpoint(unlearned_dir, device, trainable_adapter=True)
+        model, tokenizer = load_checkpoint(unlearned_dir, device, precision.compute, trainable_adapter=True)
+        unlearned = evaluate("forget", "retain", "unseen")
+    elif precision.mixed:
+        model, tokenizer = load_checkpoint(unlearned_dir, device, WEIGHTS)   # the cast above rounded it
     start = snapshot(model)
 
     def relearn_on(sequences, run, measure, evaluate_every=0) -> tuple[TrainRecord, dict[int, dict]]:
@@ -182,9 +205,11 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
         `measure_at` (the model as it is, should training stop early)."""
         restore(model, start)
         settings = OptimSettings.from_config(relearning, learning_rate=run["learning_rate"])
-        trained = finetune(model, sequences, run["steps"], relearning["batch_size"], settings,
-                           tokenizer.pad_token_id, run_seed, desc=f"relearning {run['steps']} steps",
-                           evaluate=measure, evaluate_every=evaluate_every, evaluate_at=run["measure_at"])
+        with gradient_checkpointing(model, checkpointing):
+            trained = finetune(model, sequences, run["steps"], relearning["batch_size"], settings,
+                               tokenizer.pad_token_id, run_seed, desc=f"relearning {run['steps']} steps",
+                               evaluate=measure, evaluate_every=evaluate_every, evaluate_at=run["measure_at"],
+                               precision=precision)
         found = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in trained.evaluations}
         return trained, {s: found[s] if s in found else measure() for s in sorted(run["measure_at"])}
 
@@ -207,15 +232,15 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     # A model that collapsed during unlearning stays marked as collapsed after relearning.
     if unlearned_record.get("collapsed"):
         result["collapsed"] = True
-    recorder.extra.update(result, training=record.steps)
+    recorder.extra.update(result, training=record.steps, precision=precision.record())
     save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
     write_json(curve_path, {"collapsed": result["collapsed"],
                             "steps": [{"step": 0, **unlearned}, *record.evaluations]})
     write_json(reversal_path, {"collapsed": result["collapsed"], "unlearned": unlearned, "budgets": budgets,
-                               "quantization": [{**q, "forget_gain": gain(q, unlearned, "forget")} for q in quantized]})
+                               "quantization": quantized})
     if base_dir is not None:
-        model = model.merge_and_unload()
-    capture_model(model, tokenizer, out_dir, data_dir, captures["relearned"], **capture)
+        model = merge_adapter(model)
+    capture_model(model.to(precision.compute), tokenizer, out_dir, data_dir, captures["relearned"], **capture)
 
 
 def accuracies(model, probes: Mapping[str, list], pad_id: int) -> dict[str, dict]:

@@ -155,9 +155,13 @@ def lora_base_input(wildcards):
     return {}
 
 
+# Keys of a model spec that change how a job runs, not what it computes: changing them reruns
+# nothing (jobs read them from the config).
+EXECUTION_KEYS = ("threads", "resources", "gradient_checkpointing")
+
+
 def base_params(wildcards):
-    # Threads and scheduler resources do not shape the model.
-    spec = {k: v for k, v in model_spec(wildcards).items() if k not in ("threads", "resources")}
+    spec = {k: v for k, v in model_spec(wildcards).items() if k not in EXECUTION_KEYS}
     return canonical({"spec": spec, "seed": config["seed"]})
 
 
@@ -178,6 +182,7 @@ def unlearn_params(wildcards):
         "curves": config["curves"],
         "lora": model_spec(wildcards)["lora"],
         "max_length": model_spec(wildcards)["max_length"],
+        "dtype": model_spec(wildcards)["dtype"],
         "seed": config["seed"],
         "cell": CELL.format(**wildcards),
     })
@@ -197,6 +202,7 @@ def relearn_params(wildcards):
         "curves": config["curves"],
         "capture_config": config["capture"],
         "max_length": model_spec(wildcards)["max_length"],
+        "dtype": model_spec(wildcards)["dtype"],
         "seed": config["seed"],
         "cell": CELL.format(**wildcards),
     })
@@ -206,6 +212,7 @@ def capture_params(wildcards):
     return canonical({
         "capture_config": config["capture"],
         "max_length": model_spec(wildcards)["max_length"],
+        "dtype": model_spec(wildcards)["dtype"],
     })
 
 

@@ -30,6 +30,7 @@ localrules:
     all,
     tables,
     figures,
+    benchmark_figure,
 
 
 rule all:

@@ -11,7 +11,8 @@ HDF5 layout (one file per checkpoint):
   /splits/<split>/states/<k>       [m, max_length, hidden] token-level states of the first m
                                    samples (only when capture.token_states > 0)
   /splits/<split>/zlib             [n] zlib-compressed bytes of each sample's scored text
-  /math/ids, /math/generations     greedy solutions to the held-out math problems
+  /benchmarks/<name>/ids, answers, generations   greedy solutions to a benchmark's problems
+                                   beside their reference answers (attrs: answer_style)
   /fisher/bins                     log-spaced histogram bin edges
   /fisher/<k>/histogram            Fisher diagonal histogram of decoder layer k
                                    (attrs: path, mass, parameters, below_range, samples)
@@ -38,9 +39,9 @@ from .io import atomic_path, rerun_hint
 def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mapping[str, dict],
                   attrs: Mapping[str, Any], dtype: str = "float32",
                   fisher: Mapping[str, dict] | None = None, fisher_bins: np.ndarray | None = None,
-                  math: Mapping[str, list] | None = None) -> None:
+                  benchmarks: Mapping[str, Mapping] | None = None) -> None:
     """Write `splits[name] = {"ids", "features", "stats", "zlib"[, "states"]}`, a Fisher summary
-    and math generations."""
+    and, per benchmark, `{"ids", "answers", "generations", "answer_style"}`."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs["layers"] = json.dumps(list(layers))
@@ -67,10 +68,11 @@ def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mappin
                     dataset.attrs["path"] = layer
                     for key in ("mass", "parameters", "below_range", "samples"):
                         dataset.attrs[key] = summary[key]
-            if math:
-                text = h5py.string_dtype()
-                h5.create_dataset("math/ids", data=np.array(math["ids"], dtype=text))
-                h5.create_dataset("math/generations", data=np.array(math["generations"], dtype=text))
+            for name, answered in (benchmarks or {}).items():
+                group = h5.create_group(f"benchmarks/{name}")
+                group.attrs["answer_style"] = answered["answer_style"]
+                for key in ("ids", "answers", "generations"):
+                    group.create_dataset(key, data=np.array(answered[key], dtype=h5py.string_dtype()))
             h5.visititems(_stamp_checksum)
             h5.attrs["complete"] = True
 
@@ -148,12 +150,15 @@ class Capture:
                              f"{rerun_hint(self.path)}")
         return values
 
-    def math(self) -> dict[str, list[str]] | None:
-        """Ids and greedy generations of the math problems (None without math evaluation)."""
-        if "math" not in self._h5:
-            return None
-        return {key: [s.decode() if isinstance(s, bytes) else s for s in self._read(self._h5["math"][key])]
-                for key in ("ids", "generations")}
+    def benchmarks(self) -> dict[str, dict]:
+        """Per benchmark: ids, reference answers, greedy generations and the answer style (empty
+        without benchmarks)."""
+        found = {}
+        for name, group in (self._h5["benchmarks"].items() if "benchmarks" in self._h5 else ()):
+            found[name] = {key: [s.decode() if isinstance(s, bytes) else s for s in self._read(group[key])]
+                           for key in ("ids", "answers", "generations")}
+            found[name]["answer_style"] = str(group.attrs["answer_style"])
+        return found
 
     def fisher(self) -> tuple[np.ndarray | None, dict[str, dict]]:
         """Bin edges and, per decoder layer path, its histogram and summary (empty without Fisher)."""

@@ -72,11 +72,19 @@ def normalise(answer: str | None) -> str | None:
         text = re.sub(re.escape(wrapper) + r"\{([^{}]*)\}", r"\1", text)
     text = text.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\,", "")
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("$", "")
+    text = _braced_fractions(text)
     text = text.replace("\\%", "%")
     text = re.sub(r"\s+", "", text).rstrip(".")
     text = re.sub(r"\^\{?\\circ\}?$", "", text)           # 30^\circ -> 30
     number = _as_number(text)
     return _format_number(number) if number is not None else text
+
+
+def _braced_fractions(text: str) -> str:
+    """MATH's shorthand fractions written out: \\frac34 -> \\frac{3}{4}, \\frac1{2}, \\frac{1}2."""
+    text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)
+    text = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", text)
+    return re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", text)
 
 
 def _as_number(text: str) -> Fraction | None:

@@ -15,6 +15,8 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from .sources import template_fields
+
 STAGES = ("unlearned", "relearned")
 
 
@@ -94,6 +96,27 @@ def check(config: Mapping[str, Any]) -> None:
             _check_defined(config, "datasets", source_dataset, f"{section}.source_dataset")
     for index, experiment in enumerate(config["experiments"]):
         _check_sizes(config, experiment, index)
+        _check_benchmarks(config, experiment, index)
+
+
+def experiment_benchmarks(config: Mapping[str, Any], model: str, dataset: str) -> list[str]:
+    """The benchmarks evaluated on the models of (model, dataset), in the order experiments name them."""
+    names: list[str] = []
+    for experiment in config["experiments"]:
+        if (experiment["model"], experiment["dataset"]) == (model, dataset):
+            names += [name for name in experiment.get("benchmarks", []) if name not in names]
+    return names
+
+
+def generation_budget(config: Mapping[str, Any], model: str, dataset: str) -> int:
+    """The most tokens a capture of (model, dataset) generates for one problem (0: none)."""
+    return max((config["benchmarks"][name]["max_new_tokens"]
+                for name in experiment_benchmarks(config, model, dataset)), default=0)
+
+
+def model_positions(spec: Mapping[str, Any]) -> int | None:
+    """The positions of a model built from scratch (a pretrained model's are known once loaded)."""
+    return (spec["max_positions"] or spec["max_length"]) if spec["source"] == "scratch" else None
 
 
 def _check_finite(value: Any, key: str) -> None:
@@ -254,3 +277,38 @@ def _check_sizes(config: Mapping[str, Any], experiment: Mapping[str, Any], index
         require(config[section]["retain_samples"], dataset["retain"],
                 f"{section}.retain_samples: {{wanted}} retain samples are more than datasets.{name}.retain = "
                 "{available}")
+
+
+def _check_benchmarks(config: Mapping[str, Any], experiment: Mapping[str, Any], index: int) -> None:
+    """Benchmarks that exist, can be read, hold the problems asked, and whose prompt and
+    generation budget fit in the model's positions."""
+    key = f"experiments[{index}].benchmarks"
+    dataset_name, model_name = experiment["dataset"], experiment["model"]
+    dataset, model = config["datasets"][dataset_name], config["models"][model_name]
+    positions = model_positions(model)
+    if positions is not None and positions < model["max_length"]:
+        raise ConfigError(f"models.{model_name}.max_positions: {positions} positions cannot hold "
+                          f"max_length = {model['max_length']} tokens")
+    for name in experiment.get("benchmarks", []):
+        _check_defined(config, "benchmarks", name, key)
+        spec, where = config["benchmarks"][name], f"benchmarks.{name}"
+        needs = {"hub": ("hub_id",), "json": ("files",), "parquet": ("files",)}.get(spec["source"], ())
+        for field in needs:
+            if not spec[field]:
+                raise ConfigError(f"{where}.{field}: source {spec['source']!r} needs it")
+        unknown = sorted(template_fields(spec["prompt"]) - {"question"})
+        if unknown:
+            raise ConfigError(f"{where}.prompt: the template may use {{question}} only, not {{{unknown[0]}}}")
+        if spec["source"] == "held_out":
+            held = dataset["math_eval"]
+            if not held:
+                raise ConfigError(f"{key}: {name!r} reads the held-out problems of {dataset_name!r}, but "
+                                  f"datasets.{dataset_name}.math_eval = 0 (a gsm_symbolic source holds them)")
+            if spec["problems"] is not None and spec["problems"] > held:
+                raise ConfigError(f"{where}.problems: {spec['problems']} problems asked, but "
+                                  f"datasets.{dataset_name}.math_eval = {held}")
+        if positions is not None and spec["max_new_tokens"] + 2 > positions:
+            raise ConfigError(f"{where}.max_new_tokens: a generation budget of {spec['max_new_tokens']} tokens "
+                              f"leaves no room for a prompt in the {positions} positions of models.{model_name} "
+                              f"(max_positions, or max_length = {model['max_length']}); lower it or raise "
+                              "max_positions")

@@ -243,20 +243,20 @@ def relearning_curves(relearning: list[dict], stem, title: str = "") -> int:
                         xlabel="relearning step", ylim=(0, 1))
 
 
-def math_accuracy(metrics: list[dict], stem, title: str = "") -> int:
-    """GSM8K-style and MATH-style answer accuracy per method, for base, unlearned and relearned."""
-    styles = [s for s in ("gsm8k", "math") if any(r.get(f"math_{s}_accuracy") not in ("", None) for r in metrics)]
-    if not styles:
-        return _empty(stem, title or "Math accuracy", "no held-out math problems in this dataset")
-    cells = sorted({(r["method"], r["n_requests"], r["learning_rate"]) for r in metrics},
-                   key=lambda c: (methods_of(metrics).index(c[0]), int(c[1]), float(c[2])))
-    fig, axes = _panels(1, len(styles), width=max(4.0, 0.5 * len(cells) + 1.5), height=3.4)
-    for ax, style in zip(axes[0], styles):
-        _stage_bars(ax, metrics, cells, lambda r: (r["method"], r["n_requests"], r["learning_rate"]),
-                    f"math_{style}_accuracy", [f"{m} N={n}\nlr={lr}" for m, n, lr in cells],
-                    f"{'GSM8K' if style == 'gsm8k' else 'MATH'}-style answer accuracy")
+def benchmark_accuracy(benchmarks: list[dict], stem, title: str = "") -> int:
+    """Accuracy of greedy answers per cell, one panel per benchmark, for base, unlearned and relearned."""
+    names = list(dict.fromkeys(r["benchmark"] for r in benchmarks))
+    if not names:
+        return _empty(stem, title or "Benchmark accuracy", "no benchmark in this experiment")
+    cells = sorted({(r["method"], r["n_requests"], r["learning_rate"]) for r in benchmarks},
+                   key=lambda c: (methods_of(benchmarks).index(c[0]), int(c[1]), float(c[2])))
+    fig, axes = _panels(1, len(names), width=max(4.0, 0.5 * len(cells) + 1.5), height=3.4)
+    for ax, name in zip(axes[0], names):
+        rows = [r for r in benchmarks if r["benchmark"] == name]
+        _stage_bars(ax, rows, cells, lambda r: (r["method"], r["n_requests"], r["learning_rate"]), "accuracy",
+                    [f"{m} N={n}\nlr={lr}" for m, n, lr in cells], f"{name} ({rows[0]['problems']} problems)")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(title or "Math accuracy")
+    fig.suptitle(title or "Benchmark accuracy")
     fig.tight_layout()
     return save(fig, stem)
 
@@ -491,7 +491,6 @@ FIGURES: dict[str, tuple[Callable[..., int], str]] = {
     "continual_heatmaps": (continual_heatmaps, "metrics"),
     "request_curves": (request_curves, "requests"),
     "relearning_curves": (relearning_curves, "relearning"),
-    "math_accuracy": (math_accuracy, "metrics"),
     "regime_map": (regime_map, "regimes"),
     "cka_per_layer": (cka_per_layer, "representations"),
     "pca_similarity": (pca_similarity_per_layer, "representations"),

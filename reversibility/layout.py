@@ -45,20 +45,27 @@ def local_results(inputs: Iterable[str], cell: Cell) -> str:
     raise ValueError(f"{declared} is not among the job's inputs")
 
 
+def benchmark_dirs(inputs) -> dict[str, str]:
+    """The folders of the prepared benchmarks among a job's named inputs (`benchmark_<name>`, the
+    problems file; `benchmark_<name>_manifest` beside it)."""
+    return {key.removeprefix("benchmark_"): str(path).rsplit("/", 1)[0] for key, path in inputs.items()
+            if key.startswith("benchmark_") and not key.endswith("_manifest")}
+
+
 # Every tidy table (results/tables/<name>.csv), written by the tables rule.
-TABLES = ("metrics", "regimes", "single_unlearning", "representations", "representation_summary", "fisher",
+TABLES = ("metrics", "benchmarks", "regimes", "single_unlearning", "representations", "representation_summary", "fisher",
           "fisher_histograms", "requests", "relearning", "recovery", "quantization", "prediction_cells",
           "prediction")
 
 # Every figure drawn per (model, dataset), with its report category; captions live in
-# workflow/report/figures/<name>.rst and the drawing functions in figures.FIGURES.
+# workflow/report/figures/<name>.rst and the drawing functions in figures.FIGURES. The benchmark
+# figure is drawn only for experiments with benchmarks (a figure of nothing is not a result).
 FIGURE_KINDS = {
     "accuracy_trajectory": "Token metrics",
     "single_unlearning": "Token metrics",
     "continual_heatmaps": "Token metrics",
     "request_curves": "Token metrics",
     "relearning_curves": "Token metrics",
-    "math_accuracy": "Token metrics",
     "regime_map": "Regimes",
     "cka_per_layer": "Representations",
     "pca_similarity": "Representations",
@@ -68,3 +75,4 @@ FIGURE_KINDS = {
     "quantization_reversal": "Reversal",
     "prediction_scatter": "Reversal",
 }
+BENCHMARK_FIGURE = ("benchmark_accuracy", "Token metrics")

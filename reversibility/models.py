@@ -47,7 +47,7 @@ def build_scratch_model(spec: Mapping[str, Any], tokenizer, seed: int):
         num_hidden_layers=spec["num_layers"],
         num_attention_heads=spec["num_heads"],
         num_key_value_heads=spec["num_heads"],
-        max_position_embeddings=spec["max_length"],
+        max_position_embeddings=spec.get("max_positions") or spec["max_length"],
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -125,7 +125,7 @@ def gsm_symbolic_documents(name: str, spec: Mapping) -> Iterator[Document]:
 
 def table_documents(name: str, spec: Mapping) -> Iterator[Document]:
     """Rows of a Hugging Face dataset or of local files, formatted by the `text` template."""
-    rows = _load_rows(name, spec)
+    rows = load_rows(name, spec)
     template = spec.get("text") or ("{text}" if spec["source"] == "text" else None)
     if not template:
         raise DataError(f"dataset {name!r}: source {spec['source']!r} needs 'text', a template of the "
@@ -143,26 +143,27 @@ def table_documents(name: str, spec: Mapping) -> Iterator[Document]:
         yield Document(id=doc_id, text=text, group=group)
 
 
-def _load_rows(name: str, spec: Mapping) -> Iterable[Mapping]:
+def load_rows(name: str, spec: Mapping, kind: str = "dataset") -> Iterable[Mapping]:
+    """The rows of a hub dataset or of local files; errors name the `kind` (dataset, benchmark)."""
     from datasets import load_dataset
 
     source = spec["source"]
     if source == "hub":
         if not spec.get("hub_id"):
-            raise DataError(f"dataset {name!r}: source 'hub' needs 'hub_id'")
+            raise DataError(f"{kind} {name!r}: source 'hub' needs 'hub_id'")
         return load_dataset(spec["hub_id"], spec.get("hub_config"), split=spec["hub_split"],
                             revision=spec.get("revision"), streaming=spec["streaming"])
     files = [str(Path(f)) for f in spec.get("files") or []]
     if not files:
-        raise DataError(f"dataset {name!r}: source {source!r} needs 'files'")
+        raise DataError(f"{kind} {name!r}: source {source!r} needs 'files'")
     for file in files:
         if not Path(file).is_file():
-            raise DataError(f"dataset {name!r}: file {file!r} does not exist (key 'files')")
+            raise DataError(f"{kind} {name!r}: file {file!r} does not exist (key 'files')")
     options = {"sample_by": "document"} if source == "text" else {}
     try:
         return load_dataset(source, data_files=files, split="train", **options)
     except Exception as err:  # datasets raises many types for unreadable files
-        raise DataError(f"dataset {name!r}: cannot read {', '.join(files)} as {source} (key 'files'): {err}") from None
+        raise DataError(f"{kind} {name!r}: cannot read {', '.join(files)} as {source} (key 'files'): {err}") from None
 
 
 def template_fields(template: str) -> set[str]:

@@ -23,10 +23,9 @@ KEY_COLUMNS = ["model", "dataset", "method", "n_requests", "learning_rate", "sta
 SPLIT_MEASURES = ("accuracy", "sequence_accuracy", "loss", "perplexity", "n_tokens")
 SPLIT_COLUMNS = [f"{split}_{measure}" for split in ("forget", "retain", "holdout") for measure in SPLIT_MEASURES]
 ATTACK_NAMES = tuple(ATTACKS)
-MATH_STYLES = ("gsm8k", "math")
 METRICS_COLUMNS = (KEY_COLUMNS + SPLIT_COLUMNS + [f"mia_{a}_auc" for a in ATTACK_NAMES]
-                   + [f"privacy_leak_{a}" for a in ATTACK_NAMES] + [f"math_{s}_accuracy" for s in MATH_STYLES]
-                   + ["collapsed"])
+                   + [f"privacy_leak_{a}" for a in ATTACK_NAMES] + ["collapsed"])
+BENCHMARK_COLUMNS = KEY_COLUMNS + ["benchmark", "answer_style", "problems", "accuracy", "collapsed"]
 LAYER_MEASURES = ["cka", "cka_unbiased", "pc1_cosine", "subspace", "shift_pc1", "pc2", "spread_pc1",
                   "spread_pc2", "normalised_pc1", "normalised_pc2", "distance"]
 REPRESENTATION_COLUMNS = KEY_COLUMNS + ["split", "layer_index", "layer"] + LAYER_MEASURES
@@ -96,10 +95,22 @@ def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlear
             for attack in ATTACK_NAMES:
                 row[f"mia_{attack}_auc"] = result["mia"][attack]
                 row[f"privacy_leak_{attack}"] = privacy_leak(_number(result["mia"][attack]), _number(base["mia"][attack]))
-            for style in MATH_STYLES:
-                row[f"math_{style}_accuracy"] = ((result.get("math") or {}).get(style) or {}).get("accuracy")
             row["collapsed"] = result["collapsed"]
             rows.append(row)
+    return rows
+
+
+def benchmark_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlearned", "relearned"),
+                   results: str = RESULTS) -> list[dict]:
+    """One row per cell, stage and benchmark: the accuracy of greedy answers."""
+    rows = []
+    for cell in cells:
+        for stage in stages:
+            result = read_metrics(metrics_json(cell, stage, results))
+            for name, scored in (result["benchmarks"] or {}).items():
+                rows.append({**cell_key(cell, stage), "benchmark": name, "answer_style": scored["answer_style"],
+                             "problems": scored["problems"], "accuracy": scored["accuracy"],
+                             "collapsed": result["collapsed"]})
     return rows
 
 

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from reversibility import runtime
+from reversibility.layout import benchmark_dirs
 from reversibility.stages import capture as stage
 
 with runtime.job_log(snakemake.log[0]):
@@ -9,5 +10,6 @@ with runtime.job_log(snakemake.log[0]):
         Path(snakemake.input.manifest).parent,
         snakemake.output[0],
         threads=snakemake.threads,
+        benchmark_dirs=benchmark_dirs(snakemake.input),
         **snakemake.params.config,
     )

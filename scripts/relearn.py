@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from reversibility import runtime
+from reversibility.layout import benchmark_dirs
 from reversibility.stages import training as stage
 
 with runtime.job_log(snakemake.log[0]):
@@ -16,6 +17,7 @@ with runtime.job_log(snakemake.log[0]):
             "relearned": snakemake.output.relearned_capture,
         },
         threads=snakemake.threads,
+        benchmark_dirs=benchmark_dirs(snakemake.input),
         # Memory only (the same weights): read from the config, so that switching it reruns nothing.
         checkpointing=snakemake.config["models"][snakemake.wildcards.model]["gradient_checkpointing"],
         **snakemake.params.config,

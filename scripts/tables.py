@@ -2,6 +2,7 @@ from reversibility import runtime
 from reversibility.config import cells
 from reversibility.layout import local_results
 from reversibility.tables import (
+    BENCHMARK_COLUMNS,
     FISHER_COLUMNS,
     HISTOGRAM_COLUMNS,
     METRICS_COLUMNS,
@@ -25,6 +26,7 @@ from reversibility.tables import (
     request_rows,
     reversal_rows,
     single_unlearning_rows,
+    benchmark_rows,
     write_csv,
     write_text,
 )
@@ -36,6 +38,7 @@ with runtime.job_log(snakemake.log[0]):
     results = local_results(snakemake.input.metrics, grid[0])
     metrics = metrics_rows(grid, results=results)
     write_csv(out.metrics, METRICS_COLUMNS, metrics)
+    write_csv(out.benchmarks, BENCHMARK_COLUMNS, benchmark_rows(grid, results=results))
     reversal = reversal_rows(grid, results=results)
     write_csv(out.recovery, RECOVERY_COLUMNS, reversal["recovery"])
     write_csv(out.quantization, QUANTIZATION_COLUMNS, reversal["quantization"])

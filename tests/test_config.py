@@ -141,6 +141,21 @@ def test_every_shipped_config_passes_the_checks_and_plans_to_the_tables(relative
     assert all(f"results/runs/{cell.key}/relearned" in planned for cell in cells(config))
 
 
+def test_a_benchmark_is_prepared_once_and_drawn_only_for_its_experiment(tmp_path, micro_config):
+    micro_config["benchmarks"] = {"gsm8k": {"source": "json", "files": ["gsm8k.jsonl"], "max_new_tokens": 16}}
+    micro_config["experiments"].append({"model": "micro", "dataset": "arxiv", "benchmarks": ["gsm8k"]})
+    micro_config["datasets"]["arxiv"] = dict(micro_config["datasets"]["github"])
+    (tmp_path / "gsm8k.jsonl").write_text('{"question": "1 + 1?", "answer": "#### 2"}\n')
+    inputs = []
+    planned = plan(tmp_path, micro_config, inputs=inputs)
+    assert "results/benchmarks/gsm8k/problems.jsonl" in planned
+    assert "results/figures/micro/arxiv/benchmark_accuracy.png" in planned
+    assert not any("github/benchmark_accuracy" in path for path in planned)
+    for rule, declared in inputs:
+        if rule in ("capture_base", "relearn"):
+            assert ("results/benchmarks/gsm8k/problems.jsonl" in declared) == any("/arxiv/" in p for p in declared)
+
+
 def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
     import yaml
 
@@ -150,6 +165,8 @@ def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
     assert {"ccdv/arxiv-summarization", "codeparrot/codeparrot-clean-valid", "AI-MO/NuminaMath-CoT"} == ids
     assert "results/runs/yi-6b/github/npo/n100/lr1e-05/unlearned" in planned
     assert "results/runs/qwen2.5-7b/numinamath/ga/n1/lr0.0001/relearned" in planned
+    assert {"results/benchmarks/gsm8k/problems.jsonl", "results/benchmarks/math500/problems.jsonl"} <= set(planned)
+    assert "results/figures/qwen2.5-7b/numinamath/benchmark_accuracy.png" in planned
 
 
 def test_the_paper_config_asks_for_gpus_only_where_models_run(tmp_path):
@@ -177,6 +194,11 @@ def _rename_dataset(config, name):
 
 def _second_dataset(config, **sizes):
     config["datasets"]["arxiv"] = {**config["datasets"]["github"], **sizes}
+
+
+def _benchmark(config, **spec):
+    config["benchmarks"] = {"gsm8k": {"source": "json", "files": ["gsm8k.jsonl"], **spec}}
+    config["experiments"][0]["benchmarks"] = ["gsm8k"]
 
 
 def _local_model(config, tmp_path, files):
@@ -255,6 +277,17 @@ BAD_CONFIGS = {
                                              ["grid.learning_rates[0]", "nan is not a finite number"]),
     "an infinite relearning rate": (lambda c, _: c["relearning"].update(learning_rate=float("inf")),
                                     ["relearning.learning_rate", "inf is not a finite number"]),
+    "an undefined benchmark": (lambda c, _: c["experiments"][0].update(benchmarks=["gsm8k"]),
+                               ["experiments[0].benchmarks", "'gsm8k'"]),
+    "a generation budget beyond the model's positions": (lambda c, _: _benchmark(c, max_new_tokens=63),
+                                                         ["benchmarks.gsm8k.max_new_tokens", "64 positions"]),
+    "fewer positions than max_length": (lambda c, _: c["models"]["micro"].update(max_positions=32),
+                                        ["models.micro.max_positions", "max_length = 64"]),
+    "a prompt with a field of its own": (lambda c, _: _benchmark(c, prompt="Q: {problem}"),
+                                         ["benchmarks.gsm8k.prompt", "{problem}"]),
+    "a hub benchmark without an id": (lambda c, _: _benchmark(c, source="hub"), ["benchmarks.gsm8k.hub_id"]),
+    "held-out problems of a dataset without them": (lambda c, _: _benchmark(c, source="held_out"),
+                                                    ["experiments[0].benchmarks", "math_eval = 0"]),
 }
 
 

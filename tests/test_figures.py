@@ -8,7 +8,7 @@ import pytest
 
 from reversibility import figures
 from reversibility.layout import FIGURE_KINDS
-from reversibility.tables import (FISHER_COLUMNS, HISTOGRAM_COLUMNS, METRICS_COLUMNS, PREDICTION_CELL_COLUMNS,
+from reversibility.tables import (BENCHMARK_COLUMNS, FISHER_COLUMNS, HISTOGRAM_COLUMNS, METRICS_COLUMNS, PREDICTION_CELL_COLUMNS,
                                   QUANTIZATION_COLUMNS, RECOVERY_COLUMNS, REGIME_COLUMNS, RELEARNING_COLUMNS,
                                   REPRESENTATION_COLUMNS, REQUEST_COLUMNS)
 
@@ -29,7 +29,7 @@ def synthetic_tables():
     recovery, quantization, prediction_cells = [], [], []
     for (method, n, lr), stage in itertools.product(cells, figures.STAGES):
         metrics.append(row(METRICS_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
-                           forget_accuracy=0.5, retain_accuracy=0.6, mia_loss_auc=0.9, math_gsm8k_accuracy=0.1))
+                           forget_accuracy=0.5, retain_accuracy=0.6, mia_loss_auc=0.9))
     for (method, n, lr), stage in itertools.product(cells, ("unlearned", "relearned")):
         for index, layer in enumerate(LAYERS):
             representations.append(row(REPRESENTATION_COLUMNS, method=method, n_requests=n, learning_rate=lr,
@@ -89,7 +89,6 @@ def test_panels_follow_the_grid(drawn):
     assert counts["request_curves"] == len(LRS)            # only N > 1 has a curve over requests
     assert counts["single_unlearning"] == 3                # MIA, F.Acc, R.Acc
     assert counts["continual_heatmaps"] == len(METHODS) * 4 + 1   # + the colour bar
-    assert counts["math_accuracy"] == 1                    # only GSM8K-style numbers exist
     assert counts["fisher_histograms"] == len(METHODS) * len(LRS)
     assert counts["recovery_budgets"] == panels and counts["quantization_reversal"] == panels
     assert counts["prediction_scatter"] == 4              # one panel per predictor
@@ -116,4 +115,14 @@ def test_per_layer_curves_have_one_series_per_method_and_stage(tmp_path):
 def test_method_colours_are_fixed_across_figures():
     assert figures.colour("npo") == figures.METHOD_COLOURS["npo"]
     assert len(set(figures.METHOD_COLOURS.values())) == len(figures.METHOD_COLOURS)
+    plt.close("all")
+
+
+def test_the_benchmark_figure_has_one_panel_per_benchmark_and_bars_per_stage(tmp_path):
+    rows = [row(BENCHMARK_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage, benchmark=name,
+                answer_style=style, problems=8, accuracy=0.25)
+            for method, n, lr in itertools.product(METHODS, NS, LRS) for stage in figures.STAGES
+            for name, style in (("gsm8k", "gsm8k"), ("math500", "math"))]
+    assert figures.benchmark_accuracy(rows, tmp_path / "benchmarks") == 2
+    assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
     plt.close("all")

@@ -14,6 +14,7 @@ from typing import Mapping
 
 from .. import data
 from ..activations import write_capture
+from ..benchmarks import problems_of
 from ..capture import capture_split, layer_modules
 from ..generation import greedy_generate
 from ..fisher import BINS, decoder_layer_paths, diagonal_fisher, summarise
@@ -29,13 +30,19 @@ PathLike = str | os.PathLike
 
 
 def capture_model(model, tokenizer, checkpoint_dir: PathLike, data_dir: PathLike, out_path: PathLike, *,
-                  capture_config: Mapping, max_length: int) -> None:
+                  capture_config: Mapping, max_length: int, benchmarks: Mapping[str, Mapping] | None = None,
+                  benchmark_dirs: Mapping[str, PathLike] | None = None) -> None:
     """Capture the model saved at `checkpoint_dir` (already loaded) on every evaluation split,
-    and its diagonal Fisher on the first `capture.fisher_samples` forget samples."""
+    its diagonal Fisher on the first `capture.fisher_samples` forget samples, and its greedy
+    answers to each benchmark's problems (prepared in `benchmark_dirs`)."""
     log.info("capturing %s", checkpoint_dir)
+    benchmarks, benchmark_dirs = dict(benchmarks or {}), dict(benchmark_dirs or {})
     manifest = data.load_manifest(data_dir)
-    recorder = Recorder(params={"capture": dict(capture_config), "max_length": max_length},
-                        inputs={"checkpoint": checkpoint_dir, "manifest": Path(data_dir) / "manifest.json"})
+    recorder = Recorder(params={"capture": dict(capture_config), "max_length": max_length,
+                                "benchmarks": benchmarks},
+                        inputs={"checkpoint": checkpoint_dir, "manifest": Path(data_dir) / "manifest.json",
+                                **{f"benchmark {name}": Path(folder) / "problems.jsonl"
+                                   for name, folder in benchmark_dirs.items()}})
     recorder.extra["split_sha256"] = {split: info["sha256"] for split, info in manifest["splits"].items()}
     device = next(model.parameters()).device
     splits = evaluation_splits(data_dir, capture_config)
@@ -49,7 +56,8 @@ def capture_model(model, tokenizer, checkpoint_dir: PathLike, data_dir: PathLike
     for split, records in splits.items():
         captured[split]["zlib"] = [zlib_length(tokenizer, ids) for ids in
                                    encode(tokenizer, [r["text"] for r in records], max_length)]
-    math = math_generations(model, tokenizer, data_dir, capture_config, max_length)
+    answers = {name: benchmark_answers(model, tokenizer, spec, benchmark_dirs.get(name), data_dir)
+               for name, spec in benchmarks.items()}
     fisher = None
     if capture_config["fisher_samples"]:
         probe = encode(tokenizer, [r["text"] for r in splits["forget"][: capture_config["fisher_samples"]]],
@@ -61,7 +69,7 @@ def capture_model(model, tokenizer, checkpoint_dir: PathLike, data_dir: PathLike
     write_capture(out_path, [layer for layer, _ in layer_modules(model)], captured,
                   {"pooling": capture_config["pooling"], "max_length": max_length,
                    "collapsed": bool(checkpoint.get("collapsed", False)), "provenance": recorder.record()},
-                  dtype=capture_config["dtype"], fisher=fisher, fisher_bins=BINS, math=math)
+                  dtype=capture_config["dtype"], fisher=fisher, fisher_bins=BINS, benchmarks=answers)
 
 
 def zlib_length(tokenizer, ids: list[int]) -> int:
@@ -72,26 +80,27 @@ def zlib_length(tokenizer, ids: list[int]) -> int:
     return len(zlib.compress(tokenizer.decode(text_ids).encode("utf-8")))
 
 
-def math_generations(model, tokenizer, data_dir: PathLike, capture_config: Mapping, max_length: int) -> dict | None:
-    """Greedy solutions to the dataset's held-out math problems (None when it has none)."""
-    settings = capture_config["math"]
-    problems = data.load_split(data_dir, "math_eval")[: settings["problems"]]
-    if not problems or not settings["problems"]:
-        return None
-    prompts = [settings["prompt"].format(question=p["question"]) for p in problems]
-    generations = greedy_generate(model, tokenizer, prompts, settings["max_new_tokens"], settings["batch_size"],
-                                  max_prompt_tokens=max_length, stop=settings["stop"])
-    return {"ids": [p["id"] for p in problems], "generations": generations}
+def benchmark_answers(model, tokenizer, spec: Mapping, benchmark_dir: PathLike | None,
+                      data_dir: PathLike) -> dict:
+    """Greedy solutions to a benchmark's problems, beside their reference answers."""
+    problems = problems_of(spec, benchmark_dir, data_dir)
+    prompts = [spec["prompt"].format(question=p["question"]) for p in problems]
+    generations = greedy_generate(model, tokenizer, prompts, spec["max_new_tokens"], spec["batch_size"],
+                                  stop=spec["stop"])
+    return {"ids": [p["id"] for p in problems], "answers": [p["answer"] for p in problems],
+            "generations": generations, "answer_style": spec["answer_style"]}
 
 
 def capture_base(checkpoint_dir: PathLike, data_dir: PathLike, out_path: PathLike, *,
-                 capture_config: Mapping, max_length: int, dtype: str, threads: int) -> None:
+                 capture_config: Mapping, max_length: int, dtype: str, threads: int,
+                 benchmarks: Mapping[str, Mapping] | None = None,
+                 benchmark_dirs: Mapping[str, PathLike] | None = None) -> None:
     """Capture a checkpoint with its weights in the spec's compute dtype (precision.py)."""
     configure_torch(threads, 0)
     device = pick_device()
     model, tokenizer = load_checkpoint(checkpoint_dir, device, Precision.of(dtype, device).compute)
-    capture_model(model, tokenizer, checkpoint_dir, data_dir, out_path,
-                  capture_config=capture_config, max_length=max_length)
+    capture_model(model, tokenizer, checkpoint_dir, data_dir, out_path, capture_config=capture_config,
+                  max_length=max_length, benchmarks=benchmarks, benchmark_dirs=benchmark_dirs)
 
 
 def evaluation_splits(data_dir: PathLike, capture_config: Mapping) -> dict[str, list[dict]]:

@@ -22,7 +22,7 @@ PathLike = str | os.PathLike
 
 def stage_metrics(capture_path: PathLike, data_dir: PathLike, out_path: PathLike, *,
                   n_requests: int, mia_k: float = 0.2) -> None:
-    """Token metrics, membership-inference AUCs and math accuracy of one checkpoint, with the
+    """Token metrics, membership-inference AUCs and benchmark accuracies of one checkpoint, with the
     forget set of a cell with N = n_requests (the layout is in workflow/schemas/metrics.schema.yaml)."""
     recorder = Recorder(params={"n_requests": n_requests, "mia_k": mia_k}, inputs={"capture": capture_path})
     with Capture(capture_path) as cap:
@@ -31,25 +31,23 @@ def stage_metrics(capture_path: PathLike, data_dir: PathLike, out_path: PathLike
         stats["forget"] = select_rows(stats["forget"], rows)
         zlib = {"forget": cap.zlib("forget")[rows], "holdout": cap.zlib("holdout")}
         collapsed = bool(cap.attr("collapsed", False))
-        math = cap.math()
+        answered = cap.benchmarks()
     result = {split: {**split_metrics(s), "sequence_accuracy": per_sequence_accuracy(s)}
               for split, s in stats.items()}
     result["mia"] = attack_aucs(stats["forget"], stats["holdout"], zlib["forget"], zlib["holdout"], mia_k)
-    result["math"] = math_accuracy(math, data_dir) if math else None
+    result["benchmarks"] = benchmark_accuracy(answered) if answered else None
     result["collapsed"] = collapsed
     result["n_requests"] = n_requests
     write_json(out_path, result)
     recorder.write_beside(out_path)
 
 
-def math_accuracy(math: dict[str, list[str]], data_dir: PathLike) -> dict[str, dict]:
-    """Per evaluation set (answer style), the share of generations whose final answer is right."""
-    problems = {p["id"]: p for p in data.load_split(data_dir, "math_eval")}
-    by_set: dict[str, list[bool]] = defaultdict(list)
-    for sample_id, generated in zip(math["ids"], math["generations"]):
-        problem = problems[sample_id]
-        by_set[problem.get("set", problem["style"])].append(is_correct(generated, problem["answer"], problem["style"]))
-    return {name: {"accuracy": float(np.mean(hits)), "problems": len(hits)} for name, hits in by_set.items()}
+def benchmark_accuracy(answered: dict[str, dict]) -> dict[str, dict]:
+    """Per benchmark, the share of greedy solutions whose final answer is the reference's."""
+    return {name: {"accuracy": float(np.mean([is_correct(g, a, b["answer_style"])
+                                              for g, a in zip(b["generations"], b["answers"])])),
+                   "problems": len(b["ids"]), "answer_style": b["answer_style"]}
+            for name, b in answered.items()}
 
 
 def forget_rows(capture_ids: list[str], data_dir: PathLike, n_requests: int) -> np.ndarray:

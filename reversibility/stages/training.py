@@ -34,7 +34,7 @@ def tokenized(tokenizer, records: list[dict], max_length: int) -> list[list[int]
 
 def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Mapping,
                seed: int, threads: int, pretrained_dir: PathLike | None = None,
-               checkpointing: bool = False) -> None:
+               checkpointing: bool = False, generation_tokens: int = 0) -> None:
     """The base model: trained on forget + retain until it knows its forget set.
 
     `scratch`: a BPE trained on the background split, then a fresh model. Pretrained sources
@@ -42,7 +42,9 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
     retain (the usual protocol when the forget data was not in its pretraining;
     `base_training.epochs: 0` keeps it as it is), through a LoRA adapter merged back in float32
     when the spec's `lora.enabled` is set. The base checkpoint is always full weights.
-    `checkpointing`: gradient checkpointing (memory only; the weights are the same).
+    `checkpointing`: gradient checkpointing (memory only; the weights are the same). A model whose
+    positions cannot hold `max_length` tokens, or a prompt and `generation_tokens` (the longest
+    benchmark budget), is refused before it trains.
     """
     run_seed = derive_seed(seed, "base", model_name, Path(data_dir).name)
     configure_torch(threads, run_seed)
@@ -63,6 +65,7 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
         model, tokenizer = load_pretrained_local(pretrained_dir or spec["path"], device, dtype,
                                                  spec["trust_remote_code"])
     log.info("model %s: %d parameters, vocabulary %d", model_name, n_parameters(model), len(tokenizer))
+    check_positions(model, model_name, spec["max_length"], generation_tokens)
 
     training = spec["base_training"]
     members = data.load_split(data_dir, "forget") + data.load_split(data_dir, "retain")
@@ -80,6 +83,14 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
         recorder.extra["training"] = {"steps": steps, "final_loss": record.steps[-1]["loss"]}
     recorder.extra["precision"] = precision.record()
     save_checkpoint(model, tokenizer, out_dir, recorder.record())
+
+
+def check_positions(model, model_name: str, max_length: int, generation_tokens: int) -> None:
+    positions = getattr(model.config, "max_position_embeddings", None)
+    needed = max(max_length, generation_tokens + 2)
+    if positions is not None and positions < needed:
+        raise ValueError(f"models.{model_name}: the model has {positions} positions, but max_length = {max_length} "
+                         f"and a benchmark budget of {generation_tokens} new tokens after a prompt need {needed}")
 
 
 def import_model(model_name: str, spec: Mapping, out_dir: PathLike) -> None:
@@ -149,7 +160,9 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
 def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, source_data_dir: PathLike,
             captures: Mapping[str, PathLike], curve_path: PathLike, reversal_path: PathLike, n_requests: int,
             relearning: Mapping, quantization: Mapping, curves: Mapping, capture_config: Mapping,
-            max_length: int, dtype: str, seed: int, cell: str, threads: int, checkpointing: bool = False) -> None:
+            max_length: int, dtype: str, seed: int, cell: str, threads: int, checkpointing: bool = False,
+            benchmarks: Mapping[str, Mapping] | None = None,
+            benchmark_dirs: Mapping[str, PathLike] | None = None) -> None:
     """Relearn the unlearned model and measure how much of the forgotten knowledge comes back.
 
     The job captures the model it starts from (`captures["unlearned"]`); measures it with its
@@ -167,7 +180,8 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     device = pick_device()
     precision = Precision.of(dtype, device)
     model, tokenizer = load_checkpoint(unlearned_dir, device, WEIGHTS)   # an adapter comes merged
-    capture = {"capture_config": capture_config, "max_length": max_length}
+    capture = {"capture_config": capture_config, "max_length": max_length, "benchmarks": benchmarks,
+               "benchmark_dirs": benchmark_dirs}
 
     def encode_records(records):
         return tokenized(tokenizer, records, max_length)

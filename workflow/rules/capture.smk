@@ -4,6 +4,7 @@
 
 rule capture_base:
     input:
+        unpack(prepared_benchmarks),
         base="results/models/{model}/{dataset}/base",
         **prepared_data(),
     output:

@@ -9,9 +9,10 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 )
 
-from reversibility.config import STAGES, canonical, cells, check, lr_label  # noqa: E402
+from reversibility.config import STAGES, canonical, cells, check, experiment_benchmarks, lr_label  # noqa: E402
+from reversibility.benchmarks import PROBLEM_KEYS as BENCHMARK_PROBLEM_KEYS  # noqa: E402
 from reversibility.data import SPLITS  # noqa: E402
-from reversibility.layout import FIGURE_KINDS, TABLES  # noqa: E402
+from reversibility.layout import BENCHMARK_FIGURE, FIGURE_KINDS, TABLES  # noqa: E402
 from reversibility.sources import source_version  # noqa: E402
 
 check(config)
@@ -29,6 +30,7 @@ wildcard_constraints:
     n=r"[0-9]+",
     lr=r"[0-9][0-9.e+-]*",
     stage="|".join(STAGES),
+    benchmark=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 # ----------------------------------------------------------------------------- targets
@@ -63,8 +65,14 @@ def final_outputs():
         for name in FIGURE_KINDS
         for ext in ("png", "pdf")
     ]
+    benchmark_figures = [
+        f"results/figures/{e['model']}/{e['dataset']}/{BENCHMARK_FIGURE[0]}.{ext}"
+        for e in config["experiments"]
+        if e.get("benchmarks")
+        for ext in ("png", "pdf")
+    ]
     tables = [f"results/tables/{name}.csv" for name in TABLES]
-    return [*tables, *figures]
+    return [*tables, *figures, *dict.fromkeys(benchmark_figures)]
 
 
 def all_metrics():
@@ -148,6 +156,33 @@ def source_data(section, prefix):
     return inputs
 
 
+def benchmark_params(wildcards):
+    """What decides a benchmark's problems and answers (prompts and budgets shape only generations)."""
+    spec = config["benchmarks"][wildcards.benchmark]
+    return canonical({"spec": {key: spec[key] for key in BENCHMARK_PROBLEM_KEYS}})
+
+
+def benchmark_files(wildcards):
+    """Local files of a benchmark, so that editing one reruns its preparation."""
+    return [local(path) for path in config["benchmarks"][wildcards.benchmark]["files"]]
+
+
+def experiment_benchmark_specs(wildcards):
+    names = experiment_benchmarks(config, wildcards.model, wildcards.dataset)
+    return {name: config["benchmarks"][name] for name in names}
+
+
+def prepared_benchmarks(wildcards):
+    """The prepared problems of the experiment's benchmarks (a held-out benchmark's come with the
+    dataset's splits)."""
+    inputs = {}
+    for name, spec in experiment_benchmark_specs(wildcards).items():
+        if spec["source"] != "held_out":
+            inputs[f"benchmark_{name}"] = f"results/benchmarks/{name}/problems.jsonl"
+            inputs[f"benchmark_{name}_manifest"] = f"results/benchmarks/{name}/manifest.json"
+    return inputs
+
+
 def lora_base_input(wildcards):
     """A LoRA cell's checkpoints hold only adapters: loading them needs the base checkpoint."""
     if model_spec(wildcards)["lora"].get("enabled"):
@@ -201,6 +236,7 @@ def relearn_params(wildcards):
         "quantization": config["quantization"],
         "curves": config["curves"],
         "capture_config": config["capture"],
+        "benchmarks": experiment_benchmark_specs(wildcards),
         "max_length": model_spec(wildcards)["max_length"],
         "dtype": model_spec(wildcards)["dtype"],
         "seed": config["seed"],
@@ -211,6 +247,7 @@ def relearn_params(wildcards):
 def capture_params(wildcards):
     return canonical({
         "capture_config": config["capture"],
+        "benchmarks": experiment_benchmark_specs(wildcards),
         "max_length": model_spec(wildcards)["max_length"],
         "dtype": model_spec(wildcards)["dtype"],
     })

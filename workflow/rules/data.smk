@@ -12,3 +12,21 @@ rule prepare_data:
         SOFTWARE_ENV
     script:
         "../../scripts/prepare_data.py"
+
+
+# An evaluation benchmark's problems with their reference answers (held-out benchmarks need none:
+# their problems are a split of the dataset).
+rule prepare_benchmark:
+    input:
+        benchmark_files,
+    output:
+        problems="results/benchmarks/{benchmark}/problems.jsonl",
+        manifest="results/benchmarks/{benchmark}/manifest.json",
+    params:
+        config=benchmark_params,
+    log:
+        "results/logs/prepare_benchmark/{benchmark}.log",
+    conda:
+        SOFTWARE_ENV
+    script:
+        "../../scripts/prepare_benchmark.py"

@@ -9,6 +9,11 @@ rule tables:
             caption="../report/metrics_table.rst",
             category="Tables",
         ),
+        benchmarks=report(
+            "results/tables/benchmarks.csv",
+            caption="../report/benchmarks_table.rst",
+            category="Tables",
+        ),
         regimes=report(
             "results/tables/regimes.csv",
             caption="../report/regimes_table.rst",
@@ -91,3 +96,23 @@ rule figures:
         SOFTWARE_ENV
     script:
         "../../scripts/figures.py"
+
+
+# Only experiments that name benchmarks draw this figure.
+rule benchmark_figure:
+    input:
+        benchmarks="results/tables/benchmarks.csv",
+    output:
+        png=report(
+            f"results/figures/{{model}}/{{dataset}}/{BENCHMARK_FIGURE[0]}.png",
+            caption=f"../report/figures/{BENCHMARK_FIGURE[0]}.rst",
+            category=BENCHMARK_FIGURE[1],
+            subcategory="{model} / {dataset}",
+        ),
+        pdf=f"results/figures/{{model}}/{{dataset}}/{BENCHMARK_FIGURE[0]}.pdf",
+    log:
+        "results/logs/figures/{model}/{dataset}/benchmark_accuracy.log",
+    conda:
+        SOFTWARE_ENV
+    script:
+        "../../scripts/benchmark_figure.py"

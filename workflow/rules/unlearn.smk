@@ -28,6 +28,7 @@ rule unlearn:
 rule relearn:
     input:
         unpack(source_data("relearning", prefix="source_")),
+        unpack(prepared_benchmarks),
         unpack(lora_base_input),
         unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
         **prepared_data(),

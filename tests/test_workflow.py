@@ -177,6 +177,22 @@ def test_changing_the_relearning_rate_reruns_relearning_and_what_follows_but_no_
     assert not [p for p in planned if "/base" in p or p.startswith("results/data/")]
 
 
+def test_adding_a_benchmark_reruns_the_captures_but_no_training(micro_copy, micro_config):
+    (micro_copy / "gsm8k.jsonl").write_text('{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\\n#### 5"}\n')
+    micro_config["benchmarks"] = {"gsm8k": {"source": "json", "files": ["gsm8k.jsonl"], "max_new_tokens": 8}}
+    micro_config["experiments"][0]["benchmarks"] = ["gsm8k"]
+    planned = plan(micro_copy, micro_config)
+    assert "results/benchmarks/gsm8k/problems.jsonl" in planned
+    assert "results/activations/micro/github/base.h5" in planned
+    assert "results/figures/micro/github/benchmark_accuracy.png" in planned
+    assert not [p for p in planned if p.endswith("/unlearned") or p.startswith("results/models/")]
+
+
+def test_switching_gradient_checkpointing_plans_nothing(micro_copy, micro_config):
+    micro_config["models"]["micro"]["gradient_checkpointing"] = True
+    assert plan(micro_copy, micro_config) == []
+
+
 def test_settings_of_a_method_outside_the_grid_plan_nothing(micro_copy, micro_config):
     micro_config["methods"] = {"npo": {"beta": 0.5}}
     assert plan(micro_copy, micro_config) == []

@@ -197,7 +197,7 @@ def training_memory(shape: ModelShape, *, batch: int, seq: int, compute_bytes: i
         kept inputs + max(weight_cast_cache + logits, recomputed layer).
 
     `forward_passes` is 2 for methods whose loss runs the model on a forget and a retain batch
-    before one backward (GA+GD, GA+KL, NPO+GD, NPO+KL). The reference logits are those of a KL
+    before one backward (GA+GD, GA+KL, NPO+GD, NPO+KL, SimNPO). The reference logits are those of a KL
     term; NPO keeps only per-sequence sums, so for NPO they are an upper bound.
     """
     sizes = dict(tokens=batch * seq, compute_bytes=compute_bytes, lora_rank=lora_rank,

@@ -4,8 +4,15 @@ A method's loss sees the model being trained, the forget batch, a retain batch (
 uses one), the frozen reference model (when it uses one) and its hyperparameters from the
 config. The loop, optimiser and saving are shared (training.py).
 
-Log-likelihoods are over non-pad target tokens only: token means for cross-entropies, sequence
-sums for NPO, as in the NPO paper. Adding a method is one function and one `@register` line.
+Every term counts real (non-pad) target tokens only, and is the one its paper defines:
+cross-entropies and KL(p_ref || p_theta) are means over a batch's real target tokens (a model's
+own `.loss`, as the NPO and SimNPO authors' code and OpenUnlearning compute their retain terms);
+NPO's log-likelihoods are sums over a sequence's target tokens, as in the NPO paper, SimNPO's
+are those sums divided by the sequence's number of targets, and both are averaged over
+sequences. Under gradient accumulation a mean divides by the optimiser step's total count for
+its role (forget or retain; Batch.step_targets, step_sequences), so k micro-batches give exactly
+the gradient of one batch holding all their sequences. Adding a method is one function and one
+`@register` line.
 """
 
 from __future__ import annotations
@@ -32,11 +39,34 @@ def target_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
     return picked * mask, mask
 
 
+def targets_in_step(batch: Batch, mask: torch.Tensor) -> torch.Tensor | int:
+    """What a token mean divides by: the real targets of the whole optimiser step when the batch
+    is one of several accumulated micro-batches, else its own (at least one)."""
+    if batch.step_targets is not None:
+        return max(batch.step_targets, 1)
+    return mask.sum().clamp(min=1)
+
+
+def sequence_mean(values: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean of per-sequence `values` over the sequences of the optimiser step (of the batch alone
+    without accumulation)."""
+    if batch.step_sequences is None:
+        return values.mean()
+    return values.sum() / batch.step_sequences
+
+
+def token_mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of next-token `logits` against `labels`, averaged over real targets."""
+    inputs, targets = logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten()
+    if batch.step_targets is None:
+        return F.cross_entropy(inputs, targets, ignore_index=IGNORE_INDEX)
+    summed = F.cross_entropy(inputs, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return summed / max(batch.step_targets, 1)
+
+
 def mean_nll(model, batch: Batch) -> torch.Tensor:
-    """Token-mean cross-entropy over non-pad targets (the fine-tuning loss)."""
-    logits = logits_of(model, batch)
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch.labels[:, 1:].flatten(),
-                           ignore_index=IGNORE_INDEX)
+    """Token-mean cross-entropy over non-pad targets (the fine-tuning loss, a model's `.loss`)."""
+    return token_mean_cross_entropy(logits_of(model, batch), batch.labels, batch)
 
 
 def sequence_logprob(model, batch: Batch) -> torch.Tensor:
@@ -65,55 +95,54 @@ def register(name: str, *, uses_reference: bool = False, uses_retain: bool = Fal
 
 # --------------------------------------------------------------------------- shared terms
 
-def retain_nll(model, batch: Batch, reduction: str = "token") -> torch.Tensor:
-    """Cross-entropy on a retain batch: token mean, or per-sequence sum averaged over sequences."""
-    if reduction == "token":
-        return mean_nll(model, batch)
-    return -sequence_logprob(model, batch).mean()
-
-
-def retain_kl(model, reference, batch: Batch, reduction: str = "token") -> torch.Tensor:
-    """KL(p_ref || p_theta) of the next-token distributions on a retain batch, over real targets."""
+def retain_kl(model, reference, batch: Batch) -> torch.Tensor:
+    """KL(p_ref || p_theta) of the next-token distributions on a retain batch, averaged over its
+    real target positions (a true KL, not a cross-entropy against the reference)."""
     logprobs = torch.log_softmax(logits_of(model, batch)[:, :-1].float(), dim=-1)
     with torch.no_grad():
         reference_logprobs = torch.log_softmax(logits_of(reference, batch)[:, :-1].float(), dim=-1)
     per_token = (reference_logprobs.exp() * (reference_logprobs - logprobs)).sum(-1)
     mask = batch.labels[:, 1:] != IGNORE_INDEX
-    per_token = per_token * mask
-    if reduction == "token":
-        return per_token.sum() / mask.sum().clamp(min=1)
-    return per_token.sum(-1).mean()
+    return (per_token * mask).sum() / targets_in_step(batch, mask)
 
 
 def npo_term(model, reference, forget: Batch, beta: float) -> torch.Tensor:
-    """NPO: (2/beta) E[log(1 + (pi_theta/pi_ref)^beta)] = -(2/beta) E[log sigmoid(-beta log ratio)]."""
+    """NPO: (2/beta) E[log(1 + (pi_theta/pi_ref)^beta)] = -(2/beta) E[log sigmoid(-beta log ratio)],
+    with sequence log-likelihoods (sums over the real targets) and E the mean over sequences."""
     with torch.no_grad():
         reference_logprob = sequence_logprob(reference, forget)
     log_ratio = sequence_logprob(model, forget) - reference_logprob
-    return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
+    return -(2.0 / beta) * sequence_mean(F.logsigmoid(-beta * log_ratio), forget)
+
+
+def simnpo_term(model, forget: Batch, beta: float, gamma: float) -> torch.Tensor:
+    """SimNPO's forget term, -(2/beta) E[log sigmoid(-(beta/|y|) log pi_theta(y|x) - gamma)], with
+    |y| a sequence's number of real targets and E the mean over sequences."""
+    lengths = (forget.labels[:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
+    normalised = sequence_logprob(model, forget) / lengths
+    return -(2.0 / beta) * sequence_mean(F.logsigmoid(-beta * normalised - gamma), forget)
 
 
 # --------------------------------------------------------------------------- methods
-# NPO's log-likelihoods are sums over a sequence's tokens, so the NPO variants sum their retain
-# terms the same way (per sequence, then averaged); a token-mean retain term would be about
-# sequence-length times too weak next to them.
+# The retain terms are token means whatever the forget term, as the NPO and SimNPO authors and
+# OpenUnlearning compute them, so that a published lambda means the same here.
 
 
 @register("ga")
 def gradient_ascent(model, forget: Batch, retain, reference, hp) -> torch.Tensor:
-    """GA: minus the fine-tuning loss on the forget batch."""
+    """GA: minus the token-mean cross-entropy on the forget batch."""
     return -mean_nll(model, forget)
 
 
 @register("ga_gd", uses_retain=True, **{"lambda": 1.0})
 def gradient_difference(model, forget: Batch, retain: Batch, reference, hp) -> torch.Tensor:
-    """GA plus lambda times the fine-tuning loss on a retain batch."""
-    return -mean_nll(model, forget) + hp["lambda"] * retain_nll(model, retain)
+    """GA + lambda x the token-mean cross-entropy on a retain batch."""
+    return -mean_nll(model, forget) + hp["lambda"] * mean_nll(model, retain)
 
 
 @register("ga_kl", uses_reference=True, uses_retain=True, **{"lambda": 1.0})
 def gradient_ascent_kl(model, forget: Batch, retain: Batch, reference, hp) -> torch.Tensor:
-    """GA plus lambda times KL(p_ref || p_theta) on a retain batch (a true KL, not a CE)."""
+    """GA + lambda x the token-mean KL(p_ref || p_theta) on a retain batch."""
     return -mean_nll(model, forget) + hp["lambda"] * retain_kl(model, reference, retain)
 
 
@@ -125,22 +154,22 @@ def npo(model, forget: Batch, retain, reference, hp) -> torch.Tensor:
 
 @register("npo_gd", uses_reference=True, uses_retain=True, beta=0.1, **{"lambda": 1.0})
 def npo_gradient_difference(model, forget: Batch, retain: Batch, reference, hp) -> torch.Tensor:
-    return npo_term(model, reference, forget, hp["beta"]) + hp["lambda"] * retain_nll(model, retain, "sequence")
+    """NPO + lambda x the token-mean cross-entropy on a retain batch (NPO+RT in Zhang et al.)."""
+    return npo_term(model, reference, forget, hp["beta"]) + hp["lambda"] * mean_nll(model, retain)
 
 
 @register("npo_kl", uses_reference=True, uses_retain=True, beta=0.1, **{"lambda": 1.0})
 def npo_kl(model, forget: Batch, retain: Batch, reference, hp) -> torch.Tensor:
-    return npo_term(model, reference, forget, hp["beta"]) + hp["lambda"] * retain_kl(
-        model, reference, retain, "sequence")
+    """NPO + lambda x the token-mean KL(p_ref || p_theta) on a retain batch."""
+    return npo_term(model, reference, forget, hp["beta"]) + hp["lambda"] * retain_kl(model, reference, retain)
 
 
 @register("rlabel")
 def random_label(model, forget: Batch, retain, reference, hp) -> torch.Tensor:
-    """RLabel: fine-tune the forget tokens towards uniformly random labels (pads stay masked)."""
+    """RLabel: token-mean cross-entropy towards uniformly random labels on the forget tokens
+    (pads stay masked)."""
     logits = logits_of(model, forget)
-    labels = random_labels(forget.labels, logits.shape[-1])
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                           ignore_index=IGNORE_INDEX)
+    return token_mean_cross_entropy(logits, random_labels(forget.labels, logits.shape[-1]), forget)
 
 
 def random_labels(labels: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -149,13 +178,19 @@ def random_labels(labels: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return drawn.masked_fill(labels == IGNORE_INDEX, IGNORE_INDEX)
 
 
-@register("simnpo", beta=2.5, gamma=0.0)
-def simnpo(model, forget: Batch, retain, reference, hp) -> torch.Tensor:
-    """SimNPO (Fan et al. 2024): reference-free, length-normalised NPO,
-    -(2/beta) E[log sigmoid(-(beta/|y|) log pi_theta(y|x) - gamma)]."""
-    lengths = (forget.labels[:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
-    normalised = sequence_logprob(model, forget) / lengths
-    return -(2.0 / hp["beta"]) * F.logsigmoid(-hp["beta"] * normalised - hp["gamma"]).mean()
+# The SimNPO authors' TOFU config (OPTML-Group/Unlearn-Simple, TOFU/config/forget.yaml, forget05)
+# has beta 2.5, gamma 0, and weights 0.1375 on the forget term and 1 on the token-mean retain NLL:
+# lambda = 1 / 0.1375 with the forget term's weight 1 (AdamW's steps do not depend on the loss's
+# overall scale, epsilon and clipping aside). OpenUnlearning's configs/trainer/SimNPO.yaml (beta
+# 4.5, forget weight 0.125, retain 1) is the authors' forget10 setting. Both codes subtract their
+# gamma (`delta` in OpenUnlearning) before multiplying by beta: the paper's gamma is beta times
+# theirs, and at 0 they agree.
+@register("simnpo", uses_retain=True, beta=2.5, gamma=0.0, **{"lambda": 1 / 0.1375})
+def simnpo(model, forget: Batch, retain: Batch, reference, hp) -> torch.Tensor:
+    """SimNPO (Fan et al. 2024): reference-free, length-normalised NPO plus a retain term,
+    -(2/beta) E[log sigmoid(-(beta/|y|) log pi_theta(y|x) - gamma)] + lambda x the token-mean
+    cross-entropy on a retain batch."""
+    return simnpo_term(model, forget, hp["beta"], hp["gamma"]) + hp["lambda"] * mean_nll(model, retain)
 
 
 @register("finetune", uses_retain=True)

@@ -7,7 +7,7 @@ input ids with padding set to -100, so losses and accuracies never count a pad t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import torch
@@ -54,12 +54,34 @@ class Batch:
     input_ids: torch.Tensor       # [B, T]
     attention_mask: torch.Tensor  # [B, T], 1 on real tokens
     labels: torch.Tensor          # [B, T], IGNORE_INDEX on pads
+    # Under gradient accumulation, the real targets and sequences of all the optimiser step's
+    # micro-batches that play this batch's role: losses divide their sums by these, so that the
+    # step's micro-batches add up to one batch holding all their sequences. None: this batch alone.
+    step_targets: int | None = None
+    step_sequences: int | None = None
 
     def to(self, device) -> "Batch":
-        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels)))
+        if self.input_ids.device == torch.device(device):
+            return self
+        return replace(self, input_ids=self.input_ids.to(device),
+                       attention_mask=self.attention_mask.to(device), labels=self.labels.to(device))
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    def n_targets(self) -> int:
+        """Real next-token targets: every label but the first, pads excluded."""
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def share_step_totals(batches: Sequence[Batch | None]) -> list[Batch | None]:
+    """The micro-batches of one optimiser step in one role, each told the totals of them all
+    (None entries, a role a method does not use, stay None)."""
+    present = [batch for batch in batches if batch is not None]
+    targets = sum(batch.n_targets() for batch in present)
+    sequences = sum(len(batch) for batch in present)
+    return [None if batch is None else replace(batch, step_targets=targets, step_sequences=sequences)
+            for batch in batches]
 
 
 def collate(sequences: Sequence[Sequence[int]], pad_id: int) -> Batch:

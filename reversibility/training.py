@@ -6,6 +6,10 @@ job's `Precision` (autocast; loss scaling for float16): the weights that train s
 non-finite loss or gradient stops the run cleanly and marks it collapsed (GA at a high learning
 rate does this); the weights stay those of the last finite step. Under float16 loss scaling, a
 step whose gradients overflow is skipped and the scale lowered, as loss scaling does.
+
+Accumulating k micro-batches is exactly one step over a batch holding all their sequences: each
+micro-batch is told the step's totals of real targets and sequences for its role (forget or
+retain; tokenization.Batch), and the losses divide their sums by those totals (methods.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from .precision import Precision
+from .tokenization import Batch, share_step_totals
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,10 @@ def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any],
           evaluate_at: Collection[int] = (), precision: Precision = Precision()) -> TrainRecord:
     """Run `total_steps` optimizer steps; each consumes `grad_accumulation` micro-batches.
 
+    The step's loss is the sum of `loss_fn` over its micro-batches, not their mean: a loss divides
+    its sums by the step's totals that each micro-batch carries (Batch.step_targets,
+    step_sequences), so its micro-batches' shares add up to the loss of one larger batch.
+
     With `evaluate`, its result is recorded (in eval mode, under the same autocast) every
     `evaluate_every` steps and after each step (counted from 1) in `evaluate_at`.
     """
@@ -111,13 +120,14 @@ def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any],
 def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler, params,
          desc, log_every, record, step_offset, evaluate, evaluate_every, evaluate_at, precision) -> TrainRecord:
     progress = tqdm(range(total_steps), desc=desc, mininterval=5, disable=total_steps < 50)
+    device = params[0].device if params else torch.device("cpu")
     scaler = precision.grad_scaler()
     for step in progress:
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for _ in range(settings.grad_accumulation):
+        for micro_batch in step_micro_batches(micro_batches, settings.grad_accumulation, device):
             with precision.autocast():
-                loss = loss_fn(model, next(micro_batches)) / settings.grad_accumulation
+                loss = loss_fn(model, micro_batch)
             if not torch.isfinite(loss):
                 return _collapse(record, step_offset + step, f"non-finite loss {loss.item()}")
             scaler.scale(loss).backward()
@@ -148,6 +158,37 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
     if not all(torch.isfinite(p).all() for p in params):
         return _collapse(record, step_offset + total_steps, "non-finite weights")
     return record
+
+
+def step_micro_batches(micro_batches: Iterator[Any], count: int, device: torch.device | str = "cpu") -> list[Any]:
+    """The `count` micro-batches of one optimiser step on the weights' `device`, each knowing the
+    step's totals.
+
+    A micro-batch is a Batch or a tuple of them by role (forget, retain; None where a method uses
+    no such batch); anything else passes as drawn. One micro-batch is the whole step: its own
+    counts are the step's.
+    """
+    drawn = [on_device(next(micro_batches), device) for _ in range(count)]
+    if count == 1:
+        return drawn
+    if all(isinstance(micro_batch, Batch) for micro_batch in drawn):
+        return share_step_totals(drawn)
+    if all(isinstance(micro_batch, tuple) and is_role_tuple(micro_batch) for micro_batch in drawn):
+        return list(zip(*(share_step_totals(role) for role in zip(*drawn))))
+    return drawn
+
+
+def is_role_tuple(micro_batch: tuple) -> bool:
+    return all(part is None or isinstance(part, Batch) for part in micro_batch)
+
+
+def on_device(micro_batch: Any, device: torch.device | str) -> Any:
+    """Batches are collated on the host; the model may live on a GPU."""
+    if isinstance(micro_batch, Batch):
+        return micro_batch.to(device)
+    if isinstance(micro_batch, tuple) and is_role_tuple(micro_batch):
+        return tuple(None if part is None else part.to(device) for part in micro_batch)
+    return micro_batch
 
 
 def _collapse(record: TrainRecord, step: int, reason: str) -> TrainRecord:

@@ -93,73 +93,149 @@ class FixedLogits(torch.nn.Module):
         return type("Output", (), {"logits": self.logits + self.offset})()
 
 
-def fixed_batch():
-    # Two sequences of 3 tokens over a vocabulary of 3; the second has one pad at the end.
-    input_ids = torch.tensor([[0, 1, 2], [0, 2, 0]])
-    attention_mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    labels = input_ids.masked_fill(attention_mask == 0, -100)
+# Two sequences of 3 tokens over a vocabulary of 3. The forget batch's second row ends with a pad;
+# the retain batch pads its first row instead, so its real targets sit at other positions.
+FORGET_IDS, FORGET_MASK = [[0, 1, 2], [0, 2, 0]], [[1, 1, 1], [1, 1, 0]]
+RETAIN_IDS, RETAIN_MASK = [[0, 2, 0], [0, 1, 1]], [[1, 1, 0], [1, 1, 1]]
+
+
+def batch_from(input_ids, attention_mask):
     from reversibility.tokenization import Batch
 
-    return Batch(input_ids, attention_mask, labels)
+    input_ids, attention_mask = torch.tensor(input_ids), torch.tensor(attention_mask)
+    return Batch(input_ids, attention_mask, input_ids.masked_fill(attention_mask == 0, -100))
 
 
-LOGITS = torch.log(torch.tensor([
+def fixed_batch():
+    return batch_from(FORGET_IDS, FORGET_MASK)
+
+
+def retain_batch():
+    return batch_from(RETAIN_IDS, RETAIN_MASK)
+
+
+# Next-token probabilities at each position of each row: the model's and the reference's.
+MODEL_P = [
     [[0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]],
     [[0.6, 0.2, 0.2], [0.5, 0.25, 0.25], [0.3, 0.3, 0.4]],
-]))
-REFERENCE = torch.log(torch.tensor([
+]
+REFERENCE_P = [
     [[0.4, 0.4, 0.2], [0.2, 0.2, 0.6], [0.3, 0.3, 0.4]],
     [[0.3, 0.3, 0.4], [0.5, 0.25, 0.25], [0.3, 0.3, 0.4]],
-]))
+]
+LOGITS = torch.log(torch.tensor(MODEL_P))
+REFERENCE = torch.log(torch.tensor(REFERENCE_P))
 # Real targets: row 0 -> tokens 1 then 2 (p = 0.5, 0.8); row 1 -> token 2 (p = 0.2); the pad has none.
 TARGET_P = [[0.5, 0.8], [0.2]]
 
 
+# --------------------------------------------------------------------------- by hand, in floats
+
+def real_targets(input_ids, attention_mask):
+    """(row, position, token) of each real next-token target: position t predicts token t + 1."""
+    return [(row, t, ids[t + 1]) for row, (ids, mask) in enumerate(zip(input_ids, attention_mask))
+            for t in range(len(ids) - 1) if mask[t + 1]]
+
+
+def hand_cross_entropy(input_ids, attention_mask):
+    targets = real_targets(input_ids, attention_mask)
+    return sum(-math.log(MODEL_P[row][t][token]) for row, t, token in targets) / len(targets)
+
+
+def hand_kl(input_ids, attention_mask):
+    """KL(p_ref || p_model) averaged over the real target positions."""
+    positions = [(row, t) for row, t, _ in real_targets(input_ids, attention_mask)]
+    return sum(sum(q * math.log(q / p) for q, p in zip(REFERENCE_P[row][t], MODEL_P[row][t]))
+               for row, t in positions) / len(positions)
+
+
+def hand_sequence_logprobs(table, input_ids, attention_mask):
+    """Per row: the sum of the target log-probabilities and the number of targets."""
+    sums, counts = [0.0] * len(input_ids), [0] * len(input_ids)
+    for row, t, token in real_targets(input_ids, attention_mask):
+        sums[row] += math.log(table[row][t][token])
+        counts[row] += 1
+    return sums, counts
+
+
+def softplus(x):
+    return math.log1p(math.exp(x))
+
+
+def hand_npo(beta):
+    logp, _ = hand_sequence_logprobs(MODEL_P, FORGET_IDS, FORGET_MASK)
+    ref_logp, _ = hand_sequence_logprobs(REFERENCE_P, FORGET_IDS, FORGET_MASK)
+    # -(2/beta) log sigmoid(-beta r) = (2/beta) softplus(beta r), averaged over sequences
+    return sum(2 / beta * softplus(beta * (a - b)) for a, b in zip(logp, ref_logp)) / len(logp)
+
+
+def hand_simnpo_forget_term(beta, gamma):
+    logp, lengths = hand_sequence_logprobs(MODEL_P, FORGET_IDS, FORGET_MASK)
+    return sum(2 / beta * softplus(beta * lp / n + gamma) for lp, n in zip(logp, lengths)) / len(logp)
+
+
+BETA, LAMBDA, GAMMA = 0.5, 2.0, 0.3
+
+
+def hand_losses():
+    forget_ce = hand_cross_entropy(FORGET_IDS, FORGET_MASK)
+    retain_ce = hand_cross_entropy(RETAIN_IDS, RETAIN_MASK)
+    retain_kl = hand_kl(RETAIN_IDS, RETAIN_MASK)
+    return {
+        "ga": -forget_ce,
+        "ga_gd": -forget_ce + LAMBDA * retain_ce,
+        "ga_kl": -forget_ce + LAMBDA * retain_kl,
+        "npo": hand_npo(BETA),
+        "npo_gd": hand_npo(BETA) + LAMBDA * retain_ce,
+        "npo_kl": hand_npo(BETA) + LAMBDA * retain_kl,
+        "simnpo": hand_simnpo_forget_term(BETA, GAMMA) + LAMBDA * retain_ce,
+        "finetune": retain_ce,
+    }
+
+
+def test_the_hand_worked_tables_read_as_documented():
+    forget_p = [MODEL_P[row][t][token] for row, t, token in real_targets(FORGET_IDS, FORGET_MASK)]
+    assert forget_p == TARGET_P[0] + TARGET_P[1]
+    assert real_targets(RETAIN_IDS, RETAIN_MASK) == [(0, 0, 2), (1, 0, 1), (1, 1, 1)]
+    assert hand_kl(RETAIN_IDS, RETAIN_MASK) > 0.05         # the model is not its reference there
+
+
 def test_retain_terms_by_hand():
-    from reversibility.methods import retain_kl, retain_nll
+    from reversibility.methods import retain_kl
 
-    model, reference, batch = FixedLogits(LOGITS), FixedLogits(REFERENCE), fixed_batch()
-    nll = [-math.log(p) for p in TARGET_P[0] + TARGET_P[1]]
-    assert retain_nll(model, batch).item() == pytest.approx(sum(nll) / 3, rel=1e-6)
-    assert retain_nll(model, batch, "sequence").item() == pytest.approx(sum(nll) / 2, rel=1e-6)
-
-    def kl(p, q):
-        return sum(float(a) * math.log(float(a) / float(b)) for a, b in zip(p, q))
-    p_ref, p = REFERENCE.exp(), LOGITS.exp()
-    per_token = [kl(p_ref[0, 0], p[0, 0]), kl(p_ref[0, 1], p[0, 1]), kl(p_ref[1, 0], p[1, 0])]
-    assert retain_kl(model, reference, batch).item() == pytest.approx(sum(per_token) / 3, rel=1e-5)
-    assert retain_kl(model, reference, batch, "sequence").item() == pytest.approx(sum(per_token) / 2, rel=1e-5)
+    model, reference, batch = FixedLogits(LOGITS), FixedLogits(REFERENCE), retain_batch()
+    ce = (-math.log(0.3) - math.log(0.2) - math.log(0.25)) / 3
+    assert mean_nll(model, batch).item() == pytest.approx(ce, rel=1e-6)
+    assert mean_nll(model, batch).item() == pytest.approx(hand_cross_entropy(RETAIN_IDS, RETAIN_MASK), rel=1e-6)
+    assert retain_kl(model, reference, batch).item() == pytest.approx(hand_kl(RETAIN_IDS, RETAIN_MASK), rel=1e-5)
     assert retain_kl(model, model, batch).item() == pytest.approx(0.0, abs=1e-7)
 
 
-def test_every_method_by_hand_on_fixed_logits():
-    model, reference, forget, retain = FixedLogits(LOGITS), FixedLogits(REFERENCE), fixed_batch(), fixed_batch()
-    ce = sum(-math.log(p) for row in TARGET_P for p in row) / 3
-    seq_nll = sum(-math.log(p) for row in TARGET_P for p in row) / 2
-    seq_logp = [sum(math.log(p) for p in row) for row in TARGET_P]
-    ref_logp = [math.log(0.4) + math.log(0.6), math.log(0.4)]
-    beta, lam, gamma = 0.5, 2.0, 0.3
+@pytest.mark.parametrize("name", ["ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "simnpo", "finetune"])
+def test_every_combined_loss_by_hand_with_the_model_away_from_its_reference(name):
+    """Token-mean retain terms (cross-entropy and KL) beside NPO's sequence sums and SimNPO's
+    length-normalised ones, on a retain batch other than the forget batch."""
+    model, reference = FixedLogits(LOGITS), FixedLogits(REFERENCE)
+    hp = {"beta": BETA, "lambda": LAMBDA, "gamma": GAMMA}
+    loss = get_method(name).loss(model, fixed_batch(), retain_batch(), reference, hp)
+    assert loss.item() == pytest.approx(hand_losses()[name], rel=1e-5)
 
-    def softplus(x):
-        return math.log1p(math.exp(x))
 
-    npo_value = sum(2 / beta * softplus(beta * (a - b)) for a, b in zip(seq_logp, ref_logp)) / 2
-    lengths = [2, 1]
-    simnpo_value = sum(2 / beta * softplus(beta * lp / n + gamma) for lp, n in zip(seq_logp, lengths)) / 2
-    expected = {
-        "ga": -ce,
-        "ga_gd": -ce + lam * ce,
-        "ga_kl": -ce,                       # model = reference on the retain side: KL = 0
-        "npo": npo_value,
-        "npo_gd": npo_value + lam * seq_nll,
-        "simnpo": simnpo_value,
-        "finetune": ce,
-    }
-    hp = {"beta": beta, "lambda": lam, "gamma": gamma}
-    for name, value in expected.items():
-        ref = model if name == "ga_kl" else reference
-        loss = get_method(name).loss(model, forget, retain, ref, hp)
-        assert loss.item() == pytest.approx(value, rel=1e-5), name
+def test_rlabel_by_hand_on_its_own_draw():
+    from reversibility.methods import random_labels
+
+    torch.manual_seed(7)
+    drawn = torch.randint(3, (2, 3)).tolist()      # the draw RLabel makes: labels' shape, vocabulary 3
+    targets = [(row, t, drawn[row][t + 1]) for row, t, _ in real_targets(FORGET_IDS, FORGET_MASK)]
+    assert targets != real_targets(FORGET_IDS, FORGET_MASK)     # a draw unlike fine-tuning's labels
+    expected = sum(-math.log(MODEL_P[row][t][token]) for row, t, token in targets) / len(targets)
+
+    torch.manual_seed(7)
+    loss = get_method("rlabel").loss(FixedLogits(LOGITS), fixed_batch(), None, None, {})
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    torch.manual_seed(7)
+    labels = random_labels(fixed_batch().labels, 3).tolist()
+    assert labels[1][2] == -100 and all(label != -100 for label in labels[0] + labels[1][:2])
 
 
 def test_random_labels_are_uniform_and_keep_pads_masked():
@@ -189,5 +265,7 @@ def test_every_registered_method_has_a_documented_config_default():
     from reversibility.methods import hyperparameters
 
     assert set(METHODS) == {"ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "rlabel", "simnpo", "finetune"}
-    assert hyperparameters("simnpo", None) == {"beta": 2.5, "gamma": 0.0}
+    # SimNPO's beta, gamma and retain weight: the SimNPO authors' TOFU forget05 config (methods.py)
+    assert hyperparameters("simnpo", None) == {"beta": 2.5, "gamma": 0.0, "lambda": pytest.approx(1 / 0.1375)}
+    assert METHODS["simnpo"].uses_retain and not METHODS["simnpo"].uses_reference
     assert hyperparameters("npo_kl", {"lambda": 5.0}) == {"beta": 0.1, "lambda": 5.0}

@@ -15,6 +15,7 @@ are masked out of the loss, so each sample's gradient is exactly its unpadded gr
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -37,7 +38,16 @@ def layer_parameters(model, path: str) -> dict[str, torch.nn.Parameter]:
 
 def diagonal_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int, layers: Sequence[str],
                     chunk_size: int = 8) -> dict[str, dict[str, torch.Tensor]]:
-    """For each layer path, the Fisher diagonal of each of its parameters (float32, on CPU).
+    """For each layer path, the Fisher diagonal of each of its parameters (float32, on CPU), over
+    all `sequences` (see `fisher_prefixes`)."""
+    return fisher_prefixes(model, sequences, pad_id, layers, [len(sequences)], chunk_size)[len(sequences)]
+
+
+def fisher_prefixes(model, sequences: Sequence[Sequence[int]], pad_id: int, layers: Sequence[str],
+                    counts: Sequence[int], chunk_size: int = 8) -> dict[int, dict[str, dict[str, torch.Tensor]]]:
+    """For each count c, the Fisher diagonal over the first c sequences (float32, on CPU), per layer
+    path and parameter, as `diagonal_fisher(model, sequences[:c], ...)` gives it, from one pass over
+    the first max(counts) sequences: chunks end at every count, where the running sums are read.
 
     One forward and one backward pass per chunk of samples give every sample's gradient with
     respect to the inputs and outputs of each module (samples do not interact, so the gradient
@@ -45,6 +55,8 @@ def diagonal_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int, laye
     gradients follow in closed form: a linear layer's is sum_t g_t a_t^T (the outer-product
     trick), its bias's sum_t g_t, an RMSNorm weight's sum_t g_t * x_t / rms(x_t).
     """
+    stops = _validated_counts(counts, len(sequences))
+    bounds = _chunk_bounds(stops, chunk_size)
     device = next(model.parameters()).device
     modules = {name: module for name, module in model.named_modules()}
     owned = {path: layer_parameters(model, path) for path in layers}
@@ -65,24 +77,51 @@ def diagonal_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int, laye
     hooks.append(embeddings.register_forward_hook(lambda _m, _i, out: out.requires_grad_(True)))
     was_training = model.training
     model.eval()
+    prefixes = {}
     try:
         model.requires_grad_(False)   # activation gradients only; parameter gradients come from the rules
-        for start in range(0, len(sequences), chunk_size):
-            batch = collate(sequences[start: start + chunk_size], pad_id).to(device)
+        for start, stop in bounds:
+            batch = collate(sequences[start: stop], pad_id).to(device)
             logits = model(input_ids=batch.input_ids).logits[:, :-1].float()
             targets = batch.labels[:, 1:]
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
                                                     reduction="none")          # 0 at pad targets
             per_sample = nll.sum(1) / (targets != IGNORE_INDEX).sum(1).clamp(min=1)
             per_sample.sum().backward()
+            if stop in stops:
+                prefixes[stop] = {path: {name: (totals[name] / stop).cpu() for name in group}
+                                  for path, group in owned.items()}
     finally:
         for hook in hooks:
             hook.remove()
         for name, p in model.named_parameters():
             p.requires_grad_(requires[name])
         model.train(was_training)
-    n = len(sequences)
-    return {path: {name: (totals[name] / n).cpu() for name in group} for path, group in owned.items()}
+    return {count: prefixes[count] for count in counts}
+
+
+def _validated_counts(counts: Sequence[int], available: int) -> list[int]:
+    """The distinct counts, ascending; each must be a whole number of samples we have."""
+    if len(counts) == 0:
+        raise ValueError("Fisher: no sample counts requested")
+    for count in counts:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 1 <= count <= available:
+            raise ValueError(f"Fisher: sample count {count!r} is not between 1 and {available}, "
+                             f"the number of sequences")
+    return sorted(set(counts))
+
+
+def _chunk_bounds(stops: Sequence[int], chunk_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of chunks of at most `chunk_size` samples from 0 to the last stop, none of
+    them straddling a stop (so that the sums can be read there)."""
+    if chunk_size < 1:
+        raise ValueError(f"Fisher: chunk_size must be at least 1, got {chunk_size}")
+    bounds, start = [], 0
+    for stop in stops:
+        while start < stop:
+            bounds.append((start, min(start + chunk_size, stop)))
+            start = bounds[-1][1]
+    return bounds
 
 
 def _is_rms_norm(module) -> bool:

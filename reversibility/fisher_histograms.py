@@ -11,7 +11,9 @@ BINS = np.logspace(-16, 2, 73)
 
 
 def histogram_distance(base: np.ndarray, other: np.ndarray) -> float:
-    """Jensen-Shannon divergence (base 2, in [0, 1]) between two Fisher histograms."""
+    """Jensen-Shannon distance between two Fisher histograms: the square root of their base-2
+    Jensen-Shannon divergence, a metric in [0, 1] (0 for equal shapes, 1 for disjoint supports);
+    NaN when either histogram is empty."""
     p, q = np.asarray(base, np.float64), np.asarray(other, np.float64)
     if p.sum() == 0 or q.sum() == 0:
         return math.nan
@@ -22,4 +24,5 @@ def histogram_distance(base: np.ndarray, other: np.ndarray) -> float:
         nonzero = a > 0
         return float((a[nonzero] * np.log2(a[nonzero] / b[nonzero])).sum())
 
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    divergence = 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    return math.sqrt(min(max(divergence, 0.0), 1.0))     # rounding can step just outside [0, 1]

@@ -14,6 +14,15 @@ accumulated sums (`CKAAccumulator`), so n can be large and features can come in 
 when n is at most the width, the Gram form is cheaper and is used instead. CKA is 1 for identical
 views and invariant to orthogonal transforms and isotropic scaling of either side.
 
+Both estimators are also exactly invariant to translating either view: the biased one centres,
+and translating X by c adds f(x_i) + f(x_j) + c.c (f(x) = x.c) to each K_ij, to which the
+U-statistic is invariant. The sums are not: an LLM's residual stream has large constant offsets
+and massive activations (a few dimensions 100-10000 times the rest), and the U-statistic's sums
+then cancel catastrophically (an offset of 1e4 on every dimension moves the unbiased CKA by 0.05).
+So `linear_cka` centres each view (subtracts its column means) before either form, and
+`CKAAccumulator` shifts every minibatch by a fixed reference, the first minibatch's column means,
+which changes nothing mathematically and leaves the sums nearly centred.
+
 PCA similarity: |cos| between the first principal directions of X and Y (the sign of a principal
 direction is arbitrary, so the absolute value), and the top-k subspace similarity
 ||U_k^T V_k||_F^2 / k, the mean squared cosine of the principal angles between the top-k
@@ -42,11 +51,18 @@ class CKAAccumulator:
     def __init__(self):
         self.n = 0
         self._sums: dict[str, np.ndarray | float] = {}
+        self._reference: tuple[np.ndarray, np.ndarray] | None = None
 
     def update(self, x: np.ndarray, y: np.ndarray) -> "CKAAccumulator":
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"CKA needs the same samples on both sides, got {x.shape[0]} and {y.shape[0]}")
+        if x.shape[0] == 0:
+            return self
+        if self._reference is None:
+            self._reference = (x.mean(0), y.mean(0))
+        # CKA ignores translations; shifting by one fixed reference keeps the sums nearly centred.
+        x, y = x - self._reference[0], y - self._reference[1]
         nx, ny = (x * x).sum(1), (y * y).sum(1)
         parts = {"sx": x.sum(0), "sy": y.sum(0), "xx": x.T @ x, "yy": y.T @ y, "xy": x.T @ y,
                  "nx": nx.sum(), "ny": ny.sum(), "nxny": (nx * ny).sum(), "nx2": (nx * nx).sum(),
@@ -111,10 +127,15 @@ def linear_cka(x: np.ndarray, y: np.ndarray, unbiased: bool = False) -> float:
         raise ValueError(f"CKA needs the same samples on both sides, got {x.shape[0]} and {y.shape[0]}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         return math.nan
+    x, y = _centred(x), _centred(y)    # CKA ignores translations; raw offsets would cancel in the sums
     if x.shape[0] <= max(x.shape[1], y.shape[1]):
         return _gram_cka(x @ x.T, y @ y.T, unbiased)
     accumulator = CKAAccumulator().update(x, y)
     return accumulator.unbiased() if unbiased else accumulator.biased()
+
+
+def _centred(features: np.ndarray) -> np.ndarray:
+    return features - features.mean(0) if len(features) else features
 
 
 def _gram_cka(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import jensenshannon
 
-from reversibility.fisher import (BINS, decoder_layer_paths, diagonal_fisher, histogram_distance, layer_parameters,
-                                  loop_fisher, summarise)
+from reversibility.fisher import (BINS, decoder_layer_paths, diagonal_fisher, fisher_prefixes, histogram_distance,
+                                  layer_parameters, loop_fisher, summarise)
 from reversibility.tokenization import encode
 
 TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]",
@@ -47,6 +48,48 @@ def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer, de
             torch.testing.assert_close(value, (alone[path][name] + long_alone[path][name]) / 2, rtol=1e-5, atol=1e-12)
 
 
+MORE_TEXTS = TEXTS + ["for k in d:\n    print(k)", "y = {'a': 1}", "def g():\n    yield 2", "s = 'abc'.upper()",
+                     "try:\n    pass\nexcept Exception:\n    raise", "z = lambda t: t * t", "assert 1 + 1 == 2"]
+
+
+def test_fisher_on_each_prefix_equals_a_per_sample_loop_on_it(tiny_model, tiny_tokenizer, device):
+    tiny_model.to(device)
+    sequences = encode(tiny_tokenizer, MORE_TEXTS, 24)
+    layers = decoder_layer_paths(tiny_model)
+    chunks = []
+    hook = tiny_model.register_forward_hook(lambda _m, args, kwargs, _out: chunks.append(len(kwargs["input_ids"])),
+                                            with_kwargs=True)
+    try:
+        prefixes = fisher_prefixes(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, [11, 3, 8],
+                                   chunk_size=4)
+    finally:
+        hook.remove()
+    assert chunks == [3, 4, 1, 3]         # one pass over 11 of the 12 samples, chunks cut at 3, 8 and 11
+    assert sorted(prefixes) == [3, 8, 11]
+    for count, fisher in prefixes.items():
+        slow = loop_fisher(tiny_model, sequences[:count], tiny_tokenizer.pad_token_id, layers)
+        for path in layers:
+            assert fisher[path].keys() == slow[path].keys() and fisher[path]
+            for name in fisher[path]:
+                assert fisher[path][name].device.type == "cpu"
+                torch.testing.assert_close(fisher[path][name], slow[path][name].cpu(), rtol=1e-5, atol=1e-12)
+
+
+def test_fisher_prefixes_need_counts_within_the_samples(tiny_model, tiny_tokenizer):
+    sequences = encode(tiny_tokenizer, TEXTS, 24)
+    layers = decoder_layer_paths(tiny_model)
+    for counts, bad in (([0], "0"), ([2, 6], "6"), ([-1], "-1"), ([2.5], "2.5")):
+        with pytest.raises(ValueError, match=f"count {bad} is not between 1 and 5"):
+            fisher_prefixes(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, counts)
+    with pytest.raises(ValueError, match="no sample counts"):
+        fisher_prefixes(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, [])
+    with pytest.raises(ValueError, match="count 0 is not between 1 and 0"):
+        diagonal_fisher(tiny_model, [], tiny_tokenizer.pad_token_id, layers)
+    with pytest.raises(ValueError, match="chunk_size"):
+        fisher_prefixes(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, [5], chunk_size=0)
+    assert all(p.requires_grad for p in tiny_model.parameters())
+
+
 def test_fisher_on_a_gpu_equals_the_fisher_on_the_cpu(tiny_model, tiny_tokenizer, cuda):
     sequences = encode(tiny_tokenizer, TEXTS, 24)
     layers = decoder_layer_paths(tiny_model)
@@ -81,6 +124,7 @@ def test_histograms_count_every_value_and_compare(tiny_model, tiny_tokenizer):
     assert histogram_distance(counts, counts) == pytest.approx(0.0)
     shifted = np.roll(counts, 20)
     assert 0.5 < histogram_distance(counts, shifted) <= 1.0
+    assert histogram_distance(counts, shifted) == pytest.approx(jensenshannon(counts, shifted, base=2), abs=1e-12)
     assert len(BINS) == len(counts) + 1
 
 

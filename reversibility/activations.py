@@ -14,8 +14,9 @@ HDF5 layout (one file per checkpoint):
   /benchmarks/<name>/ids, answers, generations   greedy solutions to a benchmark's problems
                                    beside their reference answers (attrs: answer_style)
   /fisher/bins                     log-spaced histogram bin edges
-  /fisher/<k>/histogram            Fisher diagonal histogram of decoder layer k
-                                   (attrs: path, mass, parameters, below_range, samples)
+  /fisher/n<c>/<k>/histogram       Fisher diagonal histogram of decoder layer k on the first c
+                                   forget samples (attrs: path, mass, parameters, below_range,
+                                   samples); one group per sample count (cell_data.fisher_counts)
 
 `complete` is written last: a file without it (a killed job) is refused on read. Every dataset
 carries the CRC-32 of its values (attribute `crc32`), checked whenever it is read, so a flipped
@@ -38,10 +39,11 @@ from .io import atomic_path, rerun_hint
 
 def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mapping[str, dict],
                   attrs: Mapping[str, Any], dtype: str = "float32",
-                  fisher: Mapping[str, dict] | None = None, fisher_bins: np.ndarray | None = None,
+                  fisher: Mapping[int, Mapping[str, dict]] | None = None, fisher_bins: np.ndarray | None = None,
                   benchmarks: Mapping[str, Mapping] | None = None) -> None:
-    """Write `splits[name] = {"ids", "features", "stats", "zlib"[, "states"]}`, a Fisher summary
-    and, per benchmark, `{"ids", "answers", "generations", "answer_style"}`."""
+    """Write `splits[name] = {"ids", "features", "stats", "zlib"[, "states"]}`, Fisher summaries
+    (`fisher[count][layer path]`) and, per benchmark, `{"ids", "answers", "generations",
+    "answer_style"}`."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs["layers"] = json.dumps(list(layers))
@@ -63,11 +65,12 @@ def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mappin
                                          compression_opts=1)
             if fisher:
                 h5.create_dataset("fisher/bins", data=fisher_bins)
-                for k, (layer, summary) in enumerate(fisher.items()):
-                    dataset = h5.create_dataset(f"fisher/{k}/histogram", data=summary["histogram"])
-                    dataset.attrs["path"] = layer
-                    for key in ("mass", "parameters", "below_range", "samples"):
-                        dataset.attrs[key] = summary[key]
+                for count, layers_summary in fisher.items():
+                    for k, (layer, summary) in enumerate(layers_summary.items()):
+                        dataset = h5.create_dataset(f"fisher/n{count}/{k}/histogram", data=summary["histogram"])
+                        dataset.attrs["path"] = layer
+                        for key in ("mass", "parameters", "below_range", "samples"):
+                            dataset.attrs[key] = summary[key]
             for name, answered in (benchmarks or {}).items():
                 group = h5.create_group(f"benchmarks/{name}")
                 group.attrs["answer_style"] = answered["answer_style"]
@@ -160,18 +163,28 @@ class Capture:
             found[name]["answer_style"] = str(group.attrs["answer_style"])
         return found
 
-    def fisher(self) -> tuple[np.ndarray | None, dict[str, dict]]:
-        """Bin edges and, per decoder layer path, its histogram and summary (empty without Fisher)."""
+    def fisher_counts(self) -> list[int]:
+        """The forget-sample counts the Fisher was summarised at (empty without Fisher)."""
+        if "fisher" not in self._h5:
+            return []
+        return sorted(int(key[1:]) for key in self._h5["fisher"] if key != "bins")
+
+    def fisher(self, samples: int) -> tuple[np.ndarray | None, dict[str, dict]]:
+        """Bin edges and, per decoder layer path, the histogram and summary of the Fisher on the
+        first `samples` forget samples (empty without Fisher)."""
         if "fisher" not in self._h5:
             return None, {}
-        group = self._h5["fisher"]
+        if samples not in self.fisher_counts():
+            raise ValueError(f"{self.path}: no Fisher on {samples} samples (has {self.fisher_counts()}); "
+                             f"{rerun_hint(self.path)}")
+        group = self._h5["fisher"][f"n{samples}"]
         layers = {}
-        for key in sorted((k for k in group if k != "bins"), key=int):
+        for key in sorted(group, key=int):
             dataset = group[key]["histogram"]
             layers[dataset.attrs["path"]] = {"histogram": self._read(dataset),
                                              **{k: dataset.attrs[k].item() for k in
                                                 ("mass", "parameters", "below_range", "samples")}}
-        return self._read(group["bins"]), layers
+        return self._read(self._h5["fisher"]["bins"]), layers
 
     def _split(self, split: str):
         try:

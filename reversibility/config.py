@@ -239,13 +239,20 @@ def _check_sizes(config: Mapping[str, Any], experiment: Mapping[str, Any], index
         if wanted > available:
             raise ConfigError(message.format(wanted=wanted, available=available) + where)
 
+    # The unseen split's roles (cell_data.py): [0, N s) the control, [N s, 2 N s) relearning on
+    # it, [2 N s, end) the baseline on it; each must be there at every N.
     relearning = config["relearning"]
     require(largest, dataset["unseen"],
-            f"datasets.{name}.unseen: the relearning control at N = {n_values[-1]} trains on as many never-seen "
+            f"datasets.{name}.unseen: the relearning control at N = {n_values[-1]} is as many never-seen "
             f"samples as the cell forgot (N x request_size = {n_values[-1]} x {size} = {{wanted}}), but the "
             "split holds {available}")
     source = relearning["source_dataset"] or name
-    if relearning["source"] != "forget" or source != name:
+    if relearning["source"] == "unseen" and source == name:
+        require(2 * largest, dataset["unseen"],
+                f"relearning.source: relearning on the unseen split at N = {n_values[-1]} takes {largest} samples "
+                f"beside the {largest} of the control, disjoint from them ({{wanted}} in all), but "
+                f"datasets.{name}.unseen = {{available}}")
+    elif relearning["source"] != "forget" or source != name:
         require(largest, held(source, relearning["source"]),
                 f"relearning.source: relearning at N = {n_values[-1]} on the {relearning['source']} split of "
                 f"{source!r} takes as many samples as the cell forgot ({{wanted}}), but it holds {{available}}")
@@ -258,25 +265,34 @@ def _check_sizes(config: Mapping[str, Any], experiment: Mapping[str, Any], index
         require(batch, dataset["retain"],
                 f"unlearning.retain_batch_size: a retain batch of {{wanted}} samples cannot be filled from "
                 f"datasets.{name}.retain = {{available}}")
-    if "finetune" in methods:
+    baseline_n = [n for block in blocks if "finetune" in block["methods"] for n in block["n_requests"]]
+    if baseline_n:
         baseline = config["baseline"]
         source = baseline["source_dataset"] or name
-        require(batch, held(source, baseline["source"]),
-                f"baseline.source: a fine-tuning batch of {{wanted}} samples (unlearning.retain_batch_size) cannot "
-                f"be filled from the {baseline['source']} split of {source!r}, which holds {{available}}")
+        if baseline["source"] == "unseen" and source == name:
+            reserved = 2 * max(baseline_n) * size
+            require(batch, dataset["unseen"] - reserved,
+                    f"baseline.source: the baseline at N = {max(baseline_n)} trains on the unseen samples after the "
+                    f"{reserved} that its control and relearning may use; a batch of {{wanted}} "
+                    f"(unlearning.retain_batch_size) cannot be filled from the {{available}} left of "
+                    f"datasets.{name}.unseen = {dataset['unseen']}")
+        else:
+            require(batch, held(source, baseline["source"]),
+                    f"baseline.source: a fine-tuning batch of {{wanted}} samples (unlearning.retain_batch_size) "
+                    f"cannot be filled from the {baseline['source']} split of {source!r}, which holds {{available}}")
 
     training = model["base_training"]
     if training["epochs"]:
-        require(training["batch_size"], pool + dataset["retain"],
+        require(training["batch_size"], pool + dataset["retain"] + dataset["retain_eval"],
                 f"models.{model_name}.base_training.batch_size: a batch of {{wanted}} samples cannot be filled "
-                f"from the {{available}} forget and retain samples of {name!r}")
+                f"from the {{available}} forget, retain and retain_eval samples of {name!r}")
     require(config["capture"]["fisher_samples"], pool,
             f"capture.fisher_samples: the Fisher on {{wanted}} forget samples needs more than the forget pool "
             f"of {name!r} holds ({{available}})")
     for section in ("capture", "curves"):
-        require(config[section]["retain_samples"], dataset["retain"],
-                f"{section}.retain_samples: {{wanted}} retain samples are more than datasets.{name}.retain = "
-                "{available}")
+        require(config[section]["retain_samples"], dataset["retain_eval"],
+                f"{section}.retain_samples: {{wanted}} retain samples are more than datasets.{name}.retain_eval = "
+                "{available} (retain accuracy is measured on samples no stage after the base model trains on)")
 
 
 def _check_benchmarks(config: Mapping[str, Any], experiment: Mapping[str, Any], index: int) -> None:

@@ -11,7 +11,8 @@ Splits (all deterministic from the seed):
 - forget:     the forget pool, ordered; request r is samples [(r-1)*size, r*size)
 - holdout:    never trained on, same domain (the non-members of membership inference)
 - unseen:     never trained on, same domain, disjoint from holdout (relearning controls)
-- retain:     trained on, never unlearned
+- retain:     trained on by the base model, never unlearned; retain terms of unlearning train on it
+- retain_eval: trained on by the base model only: the samples retain accuracy is measured on
 - math_eval:  held-out problems with their final answers (math sources only)
 - background: the unassigned groups and the samples that assigned groups had left over; only
               the tokenizer of a from-scratch model trains on it
@@ -33,7 +34,7 @@ from .io import read_json, read_jsonl, sha256_text, write_json, write_jsonl
 from .sources import DataError, Document, load_documents, source_version
 
 # Splits filled in this order from the shuffled groups; background takes the rest.
-FILLED = ("forget", "holdout", "unseen", "retain", "math_eval")
+FILLED = ("forget", "holdout", "unseen", "retain", "retain_eval", "math_eval")
 SPLITS = (*FILLED, "background")
 
 __all__ = ["DataError", "Document", "SPLITS", "SplitPlan", "build_splits", "load_manifest",
@@ -107,6 +108,7 @@ class SplitPlan:
     forget_requests: int
     request_size: int
     retain: int
+    retain_eval: int
     holdout: int
     unseen: int
     math_eval: int
@@ -126,7 +128,7 @@ class SplitPlan:
 
     def wanted(self) -> dict[str, int]:
         sizes = {"forget": self.forget, "holdout": self.holdout, "unseen": self.unseen,
-                 "retain": self.retain, "math_eval": self.math_eval}
+                 "retain": self.retain, "retain_eval": self.retain_eval, "math_eval": self.math_eval}
         return {split: sizes[split] for split in FILLED if sizes[split] > 0}
 
 
@@ -207,7 +209,7 @@ def _check_sizes(name, splits, wanted, plan, groups, documents) -> None:
                 f"samples in {len(groups)} groups of {len(documents)} documents, at most "
                 f"{plan.max_samples_per_document} per group per split and filled in the order "
                 f"{', '.join(wanted)}. Lower 'forget_requests', 'request_size', 'holdout', 'unseen', "
-                f"'retain' or 'math_eval', or raise 'max_samples_per_document'.{whole}")
+                f"'retain', 'retain_eval' or 'math_eval', or raise 'max_samples_per_document'.{whole}")
 
 
 def _cap_chars(records: list[dict], budget: int) -> list[dict]:

@@ -11,6 +11,7 @@ with both raw gains kept beside it.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -39,26 +40,35 @@ def controlled(forget_gain, control_gain):
     return None if forget_gain is None or control_gain is None else forget_gain - control_gain
 
 
-def relearning_runs(relearning: Mapping) -> list[dict]:
+def matched_steps(relearning: Mapping, n_forgotten: int) -> int:
+    """Steps of the budget matched to the forget set: `matched_epochs` passes over the cell's
+    forgotten samples at the relearning batch size (the paper's reversibility is judged on it)."""
+    return math.ceil(relearning["matched_epochs"] * n_forgotten / relearning["batch_size"])
+
+
+def relearning_runs(relearning: Mapping, matched: int | None = None) -> list[dict]:
     """The training runs that measure every attack budget (steps x learning rate), the run of
     the primary budget (the relearned stage) last.
 
-    Under a constant learning rate without warmup, the first s steps of a longer run at the same
-    rate are exactly an s-step run (the same batches, the same updates), so a budget at the
-    primary rate with fewer steps is read off the primary run after its s-th step; every other
-    budget gets a run of its own. Each run: `learning_rate`, `steps`, `measure_at` (the step
-    counts of the budgets it measures) and `primary`.
+    The budgets are the primary one (`relearning.steps`, `learning_rate`), the extra `budgets`
+    and, given `matched` steps, the budget matched to the forget set at the primary rate. Under a
+    constant learning rate without warmup, the first s steps of a longer run at the same rate are
+    exactly an s-step run (the same batches, the same updates), so a budget at the primary rate
+    with fewer steps is read off the primary run after its s-th step; every other budget gets a
+    run of its own. Each run: `learning_rate`, `steps`, `measure_at` (the step counts of the
+    budgets it measures) and `primary`.
     """
     steps, rate = relearning["steps"], relearning["learning_rate"]
     prefixes_exact = relearning.get("schedule", "constant") == "constant" and not relearning.get("warmup_steps")
     primary = {"learning_rate": rate, "steps": steps, "measure_at": {steps}, "primary": True}
+    budgets = [*relearning["budgets"], *([{"steps": matched, "learning_rate": rate}] if matched else [])]
     runs = []
-    for budget in relearning["budgets"]:
+    for budget in budgets:
         if (budget["steps"], budget["learning_rate"]) == (steps, rate):
             continue
         if prefixes_exact and budget["learning_rate"] == rate and budget["steps"] <= steps:
             primary["measure_at"].add(budget["steps"])
-        else:
+        elif not any((run["steps"], run["learning_rate"]) == (budget["steps"], budget["learning_rate"]) for run in runs):
             runs.append({"learning_rate": budget["learning_rate"], "steps": budget["steps"],
                          "measure_at": {budget["steps"]}, "primary": False})
     return [*runs, primary]

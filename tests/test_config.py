@@ -246,6 +246,13 @@ BAD_CONFIGS = {
     # Sizes a job would find too small after the jobs before it were paid for (N = 2 x 4 samples).
     "a control larger than the never-seen split": (lambda c, _: c["datasets"]["github"].update(unseen=6),
                                                    ["datasets.github.unseen", "2 x 4 = 8", "holds 6"]),
+    "relearning on never-seen samples the control needs": (
+        lambda c, _: (c["datasets"]["github"].update(unseen=12), c["relearning"].update(source="unseen")),
+        ["relearning.source", "disjoint", "(16 in all)", "unseen = 12"]),
+    "a baseline on never-seen samples the controls need": (
+        lambda c, _: (c["datasets"]["github"].update(unseen=19), c["grid"].update(methods=["finetune"]),
+                      c.update(baseline={"source": "unseen"})),
+        ["baseline.source", "after the 16", "3 left", "unseen = 19"]),
     "a relearning source smaller than the forget set": (
         lambda c, _: (_second_dataset(c, retain=5), c["relearning"].update(source="retain", source_dataset="arxiv")),
         ["relearning.source", "(8)", "holds 5"]),
@@ -259,14 +266,14 @@ BAD_CONFIGS = {
                       c.update(baseline={"source": "unseen", "source_dataset": "arxiv"})),
         ["baseline.source", "8 samples", "holds 3"]),
     "a base-training batch larger than its data": (
-        lambda c, _: c["models"]["micro"]["base_training"].update(batch_size=33),
-        ["models.micro.base_training.batch_size", "33", "32 forget and retain"]),
+        lambda c, _: c["models"]["micro"]["base_training"].update(batch_size=41),
+        ["models.micro.base_training.batch_size", "41", "40 forget, retain and retain_eval"]),
     "more Fisher samples than the forget pool": (lambda c, _: c["capture"].update(fisher_samples=9),
                                                  ["capture.fisher_samples", "9", "(8)"]),
-    "more retain samples captured than there are": (lambda c, _: c["capture"].update(retain_samples=25),
-                                                    ["capture.retain_samples", "25", "24"]),
+    "more retain samples captured than there are": (lambda c, _: c["capture"].update(retain_samples=9),
+                                                    ["capture.retain_samples", "9", "retain_eval = 8"]),
     "more retain samples on the curves than there are": (lambda c, _: c.update(curves={"retain_samples": 30}),
-                                                         ["curves.retain_samples", "30", "24"]),
+                                                         ["curves.retain_samples", "30", "retain_eval = 8"]),
     "a width that heads cannot share": (lambda c, _: c["models"]["micro"].update(hidden_size=30, num_heads=4),
                                         ["models.micro.hidden_size", "30", "num_heads = 4"]),
     "a sequence too short for a token of text": (lambda c, _: c["models"]["micro"].update(max_length=1),

@@ -5,7 +5,7 @@ import pytest
 from reversibility import data
 from reversibility.data import DataError, Document, SplitPlan, build_splits, normalise, segment
 
-PLAN = SplitPlan(forget_requests=3, request_size=2, retain=6, holdout=4, unseen=2, math_eval=0,
+PLAN = SplitPlan(forget_requests=3, request_size=2, retain=6, retain_eval=2, holdout=4, unseen=2, math_eval=0,
                  max_samples_per_document=2, min_chars=20, max_chars=120, background_chars=10_000)
 
 
@@ -163,7 +163,7 @@ def test_the_manifest_counts_the_documents_too_long_to_keep_whole(tmp_path):
     write_jsonl(tmp_path / "rows.jsonl", rows)
     spec = {"source": "json", "files": [str(tmp_path / "rows.jsonl")], "text": "Q: {question}\n\nA: {answer}",
             "id_field": None, "group_field": None, "max_documents": None, "forget_requests": 2, "request_size": 2,
-            "retain": 4, "holdout": 2, "unseen": 2, "math_eval": 0, "max_samples_per_document": 1,
+            "retain": 4, "retain_eval": 2, "holdout": 2, "unseen": 2, "math_eval": 0, "max_samples_per_document": 1,
             "min_chars": 10, "max_chars": 60, "background_chars": 1000, "whole_documents": True}
     manifest = data.prepare("rows", spec, 0, tmp_path / "out")
     assert manifest["dropped_documents"] == {"longer_than_max_chars": 40, "shorter_than_min_chars": 0}

@@ -67,7 +67,8 @@ def rehearsal_config(workdir) -> dict:
     config = copy.deepcopy(PAPER)
     rng = random.Random(0)
     for name, spec in config["datasets"].items():
-        needed = (spec["forget_requests"] * spec["request_size"] + spec["retain"] + spec["holdout"] + spec["unseen"])
+        needed = (spec["forget_requests"] * spec["request_size"]
+                  + sum(spec[split] for split in ("retain", "retain_eval", "holdout", "unseen")))
         count = needed + 200 if name == EXPERIMENT["dataset"] else 64      # only one experiment runs
         spec["files"] = [write_jsonl(workdir / f"{name}.jsonl", rows_like(name, spec, count, rng))]
         spec["source"] = "json"
@@ -114,10 +115,14 @@ def test_the_n100_cell_unlearns_every_request_and_relearns_at_every_budget(rehea
     assert [r["request"] for r in requests["requests"]] == list(range(1, N + 1))
     reversal = read_json(workdir / f"results/metrics/{CELL}/reversal.json")
     relearning = config["relearning"]
-    budgets = {(b["steps"], b["learning_rate"]) for b in reversal["budgets"]}
-    assert budgets == {(relearning["steps"], relearning["learning_rate"])} | {
-        (b["steps"], b["learning_rate"]) for b in relearning["budgets"]}
     request_size = config["datasets"][EXPERIMENT["dataset"]]["request_size"]
+    # The budget matched to the forget set: 2 passes over 800 samples in batches of 8, a run of its own.
+    matched = reversal["matched_steps"]
+    assert matched == 2 * N * request_size // relearning["batch_size"] == 200
+    budgets = {(b["steps"], b["learning_rate"]) for b in reversal["budgets"]}
+    assert budgets == {(relearning["steps"], relearning["learning_rate"]), (matched, relearning["learning_rate"])} | {
+        (b["steps"], b["learning_rate"]) for b in relearning["budgets"]}
+    assert [b["steps"] for b in reversal["budgets"] if b["matched"]] == [matched]
     forgotten_tokens = reversal["unlearned"]["forget"]["tokens"]
     assert reversal["unlearned"]["unseen"]["tokens"] > 0.5 * forgotten_tokens     # a control as large
     metrics = read_json(workdir / f"results/metrics/{CELL}/unlearned.json")

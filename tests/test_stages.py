@@ -78,16 +78,17 @@ def test_a_diverging_cell_is_marked_collapsed_and_still_measured(micro_run, tmp_
     assert read_json(tmp_path / "relearning.json")["collapsed"] is True
 
 
-def test_the_relearning_control_trains_on_data_no_model_saw(micro_run):
-    from reversibility import data
-    from reversibility.stages.training import relearning_set
+def test_the_relearning_control_and_the_retain_probes_hold_data_no_stage_trained_on(micro_run):
+    from reversibility import cell_data, data
 
     data_dir = micro_run / "results/data/github"
-    control = {record["text"] for record in relearning_set(data_dir, data_dir, "unseen", 2)}
+    control = {record["text"] for record in cell_data.control_set(data_dir, 2)}
     assert len(control) == 2 * CONFIG["datasets"]["github"]["request_size"]
-    for split in ("forget", "retain", "holdout", "math_eval"):
+    for split in ("forget", "retain", "retain_eval", "holdout", "math_eval"):
         if (data_dir / f"{split}.jsonl").exists():
             assert control.isdisjoint(record["text"] for record in data.load_split(data_dir, split)), split
+    probes = {record["text"] for record in cell_data.retain_probe(data_dir, CONFIG["capture"]["retain_samples"])}
+    assert probes and probes.isdisjoint(record["text"] for record in data.load_split(data_dir, "retain"))
 
 
 def test_reversal_is_measured_against_a_control_at_every_budget(micro_run, tmp_path):
@@ -100,7 +101,11 @@ def test_reversal_is_measured_against_a_control_at_every_budget(micro_run, tmp_p
     relearn(micro_run, forgot, tmp_path / "forgot", "micro/github/ga/n2/lr0.001", budgets=budgets)
     idle_reversal, forgot_reversal = (read_json(tmp_path / f"{name}/reversal.json") for name in ("idle", "forgot"))
     for reversal in (idle_reversal, forgot_reversal):
-        assert [(b["steps"], b["primary"]) for b in reversal["budgets"]] == [(2, False), (CONFIG_STEPS, True)]
+        # The 2-step budget at 1e-3 runs on its own; the budget matched to the forget set (2 passes
+        # over 8 samples in batches of 4) is read off the primary run.
+        assert [(b["steps"], b["primary"], b["matched"]) for b in reversal["budgets"]] == [
+            (2, False, False), (4, False, True), (CONFIG_STEPS, True, False)]
+        assert reversal["control"] == "separate_run" and reversal["matched_steps"] == 4
         for budget in reversal["budgets"]:
             assert budget["controlled_recovery"] == pytest.approx(budget["forget_gain"] - budget["control_gain"])
         assert [q["bits"] for q in reversal["quantization"]] == [8, 4]
@@ -114,3 +119,16 @@ def test_reversal_is_measured_against_a_control_at_every_budget(micro_run, tmp_p
     # The relearned stage is the primary budget's model, its curve the primary budget's.
     curve = read_json(tmp_path / "forgot/relearning.json")
     assert curve["steps"][-1]["forget"] == forgot_reversal["budgets"][-1]["relearned"]["forget"]
+
+
+def test_relearning_on_another_source_is_controlled_by_the_same_run(micro_run, tmp_path):
+    """Relearning on retain samples is a transfer: the control gain is what the same run teaches
+    on never-seen samples, not what a run on never-seen samples teaches there."""
+    forgot = unlearn(micro_run, tmp_path, lr=1e-3)
+    relearn(micro_run, forgot, tmp_path, "micro/github/ga/n2/lr0.001", source="retain")
+    reversal = read_json(tmp_path / "reversal.json")
+    assert reversal["control"] == "same_run"
+    for budget in reversal["budgets"]:
+        assert budget["control"]["unseen"] == budget["relearned"]["unseen"]
+        assert budget["control_gain"] == pytest.approx(
+            budget["relearned"]["unseen"]["accuracy"] - reversal["unlearned"]["unseen"]["accuracy"])

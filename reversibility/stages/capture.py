@@ -12,12 +12,12 @@ import zlib
 from pathlib import Path
 from typing import Mapping
 
-from .. import data
+from .. import cell_data, data
 from ..activations import write_capture
 from ..benchmarks import problems_of
 from ..capture import capture_split, layer_modules
 from ..generation import greedy_generate
-from ..fisher import BINS, decoder_layer_paths, diagonal_fisher, summarise
+from ..fisher import BINS, decoder_layer_paths, fisher_prefixes, summarise
 from ..io import read_json
 from ..models import load_checkpoint, pick_device
 from ..precision import Precision
@@ -30,16 +30,19 @@ PathLike = str | os.PathLike
 
 
 def capture_model(model, tokenizer, checkpoint_dir: PathLike, data_dir: PathLike, out_path: PathLike, *,
-                  capture_config: Mapping, max_length: int, benchmarks: Mapping[str, Mapping] | None = None,
+                  capture_config: Mapping, max_length: int, n_requests: int | None = None,
+                  benchmarks: Mapping[str, Mapping] | None = None,
                   benchmark_dirs: Mapping[str, PathLike] | None = None) -> None:
     """Capture the model saved at `checkpoint_dir` (already loaded) on every evaluation split,
-    its diagonal Fisher on the first `capture.fisher_samples` forget samples, and its greedy
-    answers to each benchmark's problems (prepared in `benchmark_dirs`)."""
+    its diagonal Fisher on prefixes of the forget pool (a cell's model: the first request's and
+    requests 1..`n_requests`, capped at `capture.fisher_samples`; the base model, `n_requests`
+    None: every request boundary, cell_data.fisher_counts), and its greedy answers to each
+    benchmark's problems (prepared in `benchmark_dirs`)."""
     log.info("capturing %s", checkpoint_dir)
     benchmarks, benchmark_dirs = dict(benchmarks or {}), dict(benchmark_dirs or {})
     manifest = data.load_manifest(data_dir)
     recorder = Recorder(params={"capture": dict(capture_config), "max_length": max_length,
-                                "benchmarks": benchmarks},
+                                "n_requests": n_requests, "benchmarks": benchmarks},
                         inputs={"checkpoint": checkpoint_dir, "manifest": Path(data_dir) / "manifest.json",
                                 **{f"benchmark {name}": Path(folder) / "problems.jsonl"
                                    for name, folder in benchmark_dirs.items()}})
@@ -59,12 +62,13 @@ def capture_model(model, tokenizer, checkpoint_dir: PathLike, data_dir: PathLike
     answers = {name: benchmark_answers(model, tokenizer, spec, benchmark_dirs.get(name), data_dir)
                for name, spec in benchmarks.items()}
     fisher = None
-    if capture_config["fisher_samples"]:
-        probe = encode(tokenizer, [r["text"] for r in splits["forget"][: capture_config["fisher_samples"]]],
-                       max_length)
-        values = diagonal_fisher(model, probe, tokenizer.pad_token_id, decoder_layer_paths(model),
+    counts = cell_data.fisher_counts(capture_config["fisher_samples"], manifest["requests"]["size"], n_requests)
+    if counts:
+        probe = encode(tokenizer, [r["text"] for r in splits["forget"][: counts[-1]]], max_length)
+        values = fisher_prefixes(model, probe, tokenizer.pad_token_id, decoder_layer_paths(model), counts,
                                  chunk_size=capture_config["fisher_chunk"])
-        fisher = {path: {**summary, "samples": len(probe)} for path, summary in summarise(values).items()}
+        fisher = {count: {path: {**summary, "samples": count} for path, summary in summarise(prefix).items()}
+                  for count, prefix in values.items()}
     checkpoint = read_json(Path(checkpoint_dir) / CHECKPOINT_RECORD)
     write_capture(out_path, [layer for layer, _ in layer_modules(model)], captured,
                   {"pooling": capture_config["pooling"], "max_length": max_length,
@@ -104,7 +108,8 @@ def capture_base(checkpoint_dir: PathLike, data_dir: PathLike, out_path: PathLik
 
 
 def evaluation_splits(data_dir: PathLike, capture_config: Mapping) -> dict[str, list[dict]]:
-    """The whole forget pool, the first `retain_samples` of retain, and the holdout."""
+    """The whole forget pool, the retain probes (the first `retain_samples` of retain_eval, which
+    no stage after the base model trains on), and the holdout."""
     return {"forget": data.load_split(data_dir, "forget"),
-            "retain": data.load_split(data_dir, "retain")[: capture_config["retain_samples"]],
+            "retain": cell_data.retain_probe(data_dir, capture_config["retain_samples"]),
             "holdout": data.load_split(data_dir, "holdout")}

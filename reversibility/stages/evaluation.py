@@ -64,34 +64,52 @@ def diagnostics(base_capture: PathLike, stage_capture: PathLike, data_dir: PathL
                 out_path: PathLike, *, n_requests: int, pca_components: int = 5,
                 layer_matrix: bool = False) -> None:
     """Representation diagnostics of a checkpoint against the base model, per layer and split:
-    linear CKA (biased and unbiased), PCA similarity and PCA shift; Fisher distances per layer."""
+    linear CKA (biased and unbiased), PCA similarity and PCA shift; Fisher distances per layer.
+
+    Splits: the cell's forget set (requests 1..N), the retain probes, the holdout, all of them,
+    and `common`: the first request's samples, the retain probes and the holdout, which every
+    cell of the model and dataset shares (what diagnostics compared across N must use). The
+    Fisher is compared on the cell's forgotten samples (`fisher`) and on the first request's
+    (`fisher_common`), base and stage on the same samples.
+    """
     recorder = Recorder(params={"n_requests": n_requests, "pca_components": pca_components,
                                 "layer_matrix": layer_matrix},
                         inputs={"base": base_capture, "stage": stage_capture})
     with Capture(base_capture) as base, Capture(stage_capture) as stage:
         if base.layers != stage.layers:
             raise ValueError(f"{stage_capture}: its layers differ from those of {base_capture}")
-        subsets = {"forget": forget_rows(base.ids("forget"), data_dir, n_requests),
+        forget_ids = base.ids("forget")
+        subsets = {"forget": forget_rows(forget_ids, data_dir, n_requests),
                    "retain": slice(None), "holdout": slice(None)}
-        per_split = {split: defaultdict(list) for split in (*subsets, "all")}
+        first_request = forget_rows(forget_ids, data_dir, 1)
+        per_split = {split: defaultdict(list) for split in (*subsets, "all", "common")}
         all_views = []
         for layer in range(len(base.layers)):
-            views = {split: (base.features(split, layer)[rows], stage.features(split, layer)[rows])
-                     for split, rows in subsets.items()}
-            views["all"] = (np.concatenate([x for x, _ in views.values()]),
-                            np.concatenate([y for _, y in views.values()]))
+            features = {split: (base.features(split, layer), stage.features(split, layer)) for split in subsets}
+            views = {split: (x[subsets[split]], y[subsets[split]]) for split, (x, y) in features.items()}
+            views["all"] = _stacked(views.values())
+            base_forget, stage_forget = features["forget"]
+            views["common"] = _stacked([(base_forget[first_request], stage_forget[first_request]),
+                                        views["retain"], views["holdout"]])
             all_views.append(views["all"])
             for split, (x, y) in views.items():
                 _layer_diagnostics(per_split[split], x, y, pca_components)
+        counts = stage.fisher_counts()
         result = {"layers": base.layers, "n_requests": n_requests,
                   "collapsed": bool(stage.attr("collapsed", False)),
                   "splits": {split: _summarised(values) for split, values in per_split.items()},
-                  "fisher": fisher_comparison(base, stage)}
+                  "fisher": fisher_comparison(base, stage, counts[-1]) if counts else {},
+                  "fisher_common": fisher_comparison(base, stage, counts[0]) if counts else {}}
         if layer_matrix:
             result["layer_matrix"] = {"split": "all", "cka": [[linear_cka(x, y) for _, y in all_views]
                                                               for x, _ in all_views]}
     write_json(out_path, result)
     recorder.write_beside(out_path)
+
+
+def _stacked(views) -> tuple[np.ndarray, np.ndarray]:
+    views = list(views)
+    return np.concatenate([x for x, _ in views]), np.concatenate([y for _, y in views])
 
 
 def _layer_diagnostics(out: dict[str, list], x: np.ndarray, y: np.ndarray, k: int) -> None:
@@ -110,20 +128,29 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def fisher_comparison(base: Capture, stage: Capture) -> dict:
-    """Per decoder layer: both Fisher histograms, their Jensen-Shannon distance, the mass ratio."""
-    bins, base_layers = base.fisher()
-    _, stage_layers = stage.fisher()
+def fisher_comparison(base: Capture, stage: Capture, samples: int) -> dict:
+    """Per decoder layer, base and stage on the same first `samples` forget samples: both Fisher
+    histograms, their Jensen-Shannon distance, the mass ratio and the share of parameters below
+    the histograms' range."""
+    bins, base_layers = base.fisher(samples)
+    _, stage_layers = stage.fisher(samples)
     if not base_layers or not stage_layers:
         return {}
     layers = [path for path in base_layers if path in stage_layers]
+
+    def below(summaries, path):
+        return summaries[path]["below_range"] / summaries[path]["parameters"]
+
     return {
+        "samples": samples,
         "bins": bins.tolist(),
         "layers": layers,
         "histogram_base": [base_layers[p]["histogram"].tolist() for p in layers],
         "histogram": [stage_layers[p]["histogram"].tolist() for p in layers],
         "mass_base": [base_layers[p]["mass"] for p in layers],
         "mass": [stage_layers[p]["mass"] for p in layers],
+        "below_range_base": [below(base_layers, p) for p in layers],
+        "below_range": [below(stage_layers, p) for p in layers],
         "log10_mass_ratio": [_log_ratio(stage_layers[p]["mass"], base_layers[p]["mass"]) for p in layers],
         "js_distance": [histogram_distance(base_layers[p]["histogram"], stage_layers[p]["histogram"])
                         for p in layers],

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import data
+from .. import cell_data, data
 from ..capture import token_accuracy
 from ..io import read_json, write_json
 from ..methods import get_method
@@ -20,7 +20,7 @@ from ..runtime import configure_torch
 from ..seeds import derive_seed
 from ..tokenization import encode, train_bpe
 from ..training import OptimSettings, TrainRecord
-from ..reversal import controlled, gain, quantization_probe, relearning_runs, restore, snapshot
+from ..reversal import controlled, gain, matched_steps, quantization_probe, relearning_runs, restore, snapshot
 from ..unlearning import UnlearnPlan, finetune, unlearn_requests
 from .capture import capture_model
 
@@ -35,7 +35,7 @@ def tokenized(tokenizer, records: list[dict], max_length: int) -> list[list[int]
 def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Mapping,
                seed: int, threads: int, pretrained_dir: PathLike | None = None,
                checkpointing: bool = False, generation_tokens: int = 0) -> None:
-    """The base model: trained on forget + retain until it knows its forget set.
+    """The base model: trained on forget + retain + retain_eval until it knows its forget set.
 
     `scratch`: a BPE trained on the background split, then a fresh model. Pretrained sources
     (`hub`, `local`, `gguf` via `pretrained_dir`): the pretrained model fine-tuned on forget +
@@ -68,7 +68,7 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
     check_positions(model, model_name, spec["max_length"], generation_tokens)
 
     training = spec["base_training"]
-    members = data.load_split(data_dir, "forget") + data.load_split(data_dir, "retain")
+    members = [record for split in ("forget", "retain", "retain_eval") for record in data.load_split(data_dir, split)]
     sequences = tokenized(tokenizer, members, spec["max_length"])
     steps = training["epochs"] * -(-len(sequences) // training["batch_size"])
     if steps:
@@ -134,13 +134,14 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
     retain = []
     if chosen.uses_retain:
         # The fine-tuning baseline trains on its own data; unlearning methods on the retain split.
-        source_dir, split = (baseline_data_dir, baseline["source"]) if baseline else (data_dir, "retain")
-        retain = tokenized(tokenizer, data.load_split(source_dir, split), max_length)
+        records = (cell_data.baseline_set(data_dir, baseline_data_dir, baseline["source"], n_requests) if baseline
+                   else data.load_split(data_dir, "retain"))
+        retain = tokenized(tokenizer, records, max_length)
     plan = UnlearnPlan(steps_per_request=unlearning["steps_per_request"],
                        batch_size=unlearning["batch_size"],
                        retain_batch_size=unlearning["retain_batch_size"],
                        optim=OptimSettings.from_config(unlearning, learning_rate=learning_rate))
-    retain_probe = tokenized(tokenizer, data.load_split(data_dir, "retain")[: curves["retain_samples"]], max_length)
+    retain_probe = tokenized(tokenizer, cell_data.retain_probe(data_dir, curves["retain_samples"]), max_length)
 
     def after_request(index: int) -> dict:
         probes = {"forget_seen": [s for request in requests[:index] for s in request],
@@ -166,9 +167,11 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     """Relearn the unlearned model and measure how much of the forgotten knowledge comes back.
 
     The job captures the model it starts from (`captures["unlearned"]`); measures it with its
-    linear weights quantized; relearns it, for every attack budget, once on the relearning set
-    and once, as a control, on as many never-seen samples of the same domain; keeps the model of
-    the primary budget as the relearned stage and captures it (`captures["relearned"]`). Writes
+    linear weights quantized; relearns it for every attack budget (the primary one, the extra
+    ones and the one matched to the forget set) on the relearning set, against a control on
+    never-seen samples of the same domain (cell_data.py: a separate run of the same budget when
+    relearning on the forgotten samples, the same run measured there for any other source); keeps
+    the model of the primary budget as the relearned stage and captures it. Writes
     the relearning-efficiency curve (`curve_path`) and the reversal measures (`reversal_path`).
     Quantization rounds float32 weights; captures read the weights cast to `dtype`.
     """
@@ -186,11 +189,12 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     def encode_records(records):
         return tokenized(tokenizer, records, max_length)
 
-    samples = relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
-    control = relearning_set(data_dir, data_dir, "unseen", n_requests)
-    probes = {"forget": encode_records(data.requested(data.load_split(data_dir, "forget"), n_requests)),
-              "retain": encode_records(data.load_split(data_dir, "retain")[: curves["retain_samples"]]),
-              "unseen": encode_records(control)}
+    samples = cell_data.relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
+    control_kind = cell_data.control_kind(data_dir, source_data_dir, relearning["source"])
+    forgotten = cell_data.forgotten(data_dir, n_requests)
+    probes = {"forget": encode_records(forgotten),
+              "retain": encode_records(cell_data.retain_probe(data_dir, curves["retain_samples"])),
+              "unseen": encode_records(cell_data.control_set(data_dir, n_requests))}
 
     def evaluate(*names: str) -> dict:
         """Accuracy on the named probes (each measurement needs only some: evaluation is most of
@@ -202,7 +206,8 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     unlearned = evaluate("forget", "retain", "unseen")
     quantized = [{**q, "forget_gain": gain(q, unlearned, "forget")}
                  for q in quantization_probe(model, quantization["bits"], evaluate)]
-    capture_model(model.to(precision.compute), tokenizer, unlearned_dir, data_dir, captures["unlearned"], **capture)
+    capture_model(model.to(precision.compute), tokenizer, unlearned_dir, data_dir, captures["unlearned"],
+                  n_requests=n_requests, **capture)
     unlearned_record = read_json(Path(unlearned_dir) / CHECKPOINT_RECORD)
     base_dir = None
     if "base_checkpoint" in unlearned_record:
@@ -227,19 +232,29 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
         found = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in trained.evaluations}
         return trained, {s: found[s] if s in found else measure() for s in sorted(run["measure_at"])}
 
-    log.info("relearning on %d samples of %s/%s; control on %d unseen samples", len(samples),
-             Path(source_data_dir).name, relearning["source"], len(control))
+    log.info("relearning on %d samples of %s/%s; control (%s) on %d unseen samples", len(samples),
+             Path(source_data_dir).name, relearning["source"], control_kind, len(probes["unseen"]))
+    matched = matched_steps(relearning, len(forgotten))
     budgets = []
-    for run in relearning_runs(relearning):
-        _, controls = relearn_on(probes["unseen"], run, lambda: evaluate("unseen"))
-        record, relearned_at = relearn_on(encode_records(samples), run, evaluate,
-                                          curves["relearning_every"] if run["primary"] else 0)
+    for run in relearning_runs(relearning, matched):
+        every = curves["relearning_every"] if run["primary"] else 0
+        if control_kind == cell_data.SEPARATE_RUN:
+            # What the same budget teaches on never-seen data, measured there.
+            _, controls = relearn_on(probes["unseen"], run, lambda: evaluate("unseen"))
+            record, relearned_at = relearn_on(encode_records(samples), run, evaluate, every)
+        else:
+            # A transfer: the control is the same run measured on never-seen data.
+            record, relearned_at = relearn_on(encode_records(samples), run,
+                                              lambda: evaluate("forget", "retain", "unseen"), every)
+            controls = relearned_at
         for steps in sorted(run["measure_at"]):
             relearned, control = relearned_at[steps], controls[steps]
             forget_gain, control_gain = gain(relearned, unlearned, "forget"), gain(control, unlearned, "unseen")
             budgets.append({"steps": steps, "learning_rate": run["learning_rate"],
-                            "primary": run["primary"] and steps == run["steps"], "relearned": relearned,
-                            "control": control, "forget_gain": forget_gain, "control_gain": control_gain,
+                            "primary": run["primary"] and steps == run["steps"],
+                            "matched": steps == matched and run["learning_rate"] == relearning["learning_rate"],
+                            "relearned": relearned, "control": {"unseen": control["unseen"]},
+                            "forget_gain": forget_gain, "control_gain": control_gain,
                             "controlled_recovery": controlled(forget_gain, control_gain)})
 
     result = outcome(record)
@@ -250,11 +265,12 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
     write_json(curve_path, {"collapsed": result["collapsed"],
                             "steps": [{"step": 0, **unlearned}, *record.evaluations]})
-    write_json(reversal_path, {"collapsed": result["collapsed"], "unlearned": unlearned, "budgets": budgets,
-                               "quantization": quantized})
+    write_json(reversal_path, {"collapsed": result["collapsed"], "control": control_kind, "matched_steps": matched,
+                               "unlearned": unlearned, "budgets": budgets, "quantization": quantized})
     if base_dir is not None:
         model = merge_adapter(model)
-    capture_model(model.to(precision.compute), tokenizer, out_dir, data_dir, captures["relearned"], **capture)
+    capture_model(model.to(precision.compute), tokenizer, out_dir, data_dir, captures["relearned"],
+                  n_requests=n_requests, **capture)
 
 
 def accuracies(model, probes: Mapping[str, list], pad_id: int) -> dict[str, dict]:
@@ -265,21 +281,6 @@ def accuracies(model, probes: Mapping[str, list], pad_id: int) -> dict[str, dict
         counts["accuracy"] = counts["correct"] / counts["tokens"] if counts["tokens"] else None
         result[name] = counts
     return result
-
-
-def relearning_set(data_dir: PathLike, source_data_dir: PathLike, source: str, n_requests: int) -> list[dict]:
-    """The cell's forgotten samples, or as many samples of another split (or domain).
-
-    The size matches the forget set so that a control relearns on the same amount of data.
-    """
-    forgotten = data.requested(data.load_split(data_dir, "forget"), n_requests)
-    if source == "forget" and Path(source_data_dir) == Path(data_dir):
-        return forgotten
-    pool = data.load_split(source_data_dir, source)
-    if len(pool) < len(forgotten):
-        raise data.DataError(f"{source_data_dir}: the {source} split holds {len(pool)} samples, fewer than "
-                             f"the {len(forgotten)} forgotten ones it stands in for (relearning.source)")
-    return pool[: len(forgotten)]
 
 
 def outcome(record: TrainRecord) -> dict[str, Any]:

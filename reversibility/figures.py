@@ -26,7 +26,11 @@ _PALETTE = plt.get_cmap("tab10").colors
 METHOD_COLOURS = {method: _PALETTE[i] for i, method in enumerate(METHOD_ORDER)}
 REGIME_COLOURS = {"reversible, retain kept": "#4daf4a", "reversible, catastrophic": "#a6d96a",
                   "irreversible, retain kept": "#e41a1c", "irreversible, catastrophic": "#984ea3",
-                  "not forgotten": "#bdbdbd", "undetermined": "#ffffff"}
+                  "not forgotten": "#bdbdbd", "no memorisation gap": "#fdd0a2", "undetermined": "#ffffff"}
+# The two views of reversibility (metrics.regime): the paper's, on the raw relearned F.Acc, and
+# the controlled one, on the unlearned F.Acc plus the controlled recovery.
+REGIME_VIEWS = {"regime_paper": "paper: raw relearned F.Acc",
+                "regime_controlled": "controlled: minus the control's gain"}
 
 
 def colour(method: str):
@@ -262,23 +266,31 @@ def benchmark_accuracy(benchmarks: list[dict], stem, title: str = "") -> int:
 
 
 def regime_map(regimes: list[dict], stem, title: str = "") -> int:
-    """The regime of every cell: methods down, (N, lr) across."""
+    """The regime of every cell in both views, one panel each: methods down, (N, lr) across;
+    cells whose forget accuracy fell below the never-seen level are marked damaged."""
     methods = methods_of(regimes)
     columns = sorted({(r["n_requests"], r["learning_rate"]) for r in regimes}, key=lambda c: (int(c[0]), float(c[1])))
-    fig, ax = plt.subplots(figsize=(1.3 * len(columns) + 2.5, 0.45 * len(methods) + 1.6))
+    fig, axes = _panels(1, len(REGIME_VIEWS), width=1.3 * len(columns) + 2.5, height=0.45 * len(methods) + 1.6)
+    for ax, (view, label) in zip(axes[0], REGIME_VIEWS.items()):
+        _regime_panel(ax, regimes, view, methods, columns)
+        ax.set_title(label, fontsize=9)
+    fig.suptitle(title or "Regimes: reversible or irreversible forgetting, catastrophic or not")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def _regime_panel(ax, regimes: list[dict], view: str, methods: list[str], columns: list[tuple]) -> None:
     names = list(REGIME_COLOURS)
     grid = np.full((len(methods), len(columns)), np.nan)
     for r in regimes:
-        grid[methods.index(r["method"]), columns.index((r["n_requests"], r["learning_rate"]))] = names.index(r["regime"])
+        i, j = methods.index(r["method"]), columns.index((r["n_requests"], r["learning_rate"]))
+        grid[i, j] = names.index(r[view])
+        text = r[view].replace(", ", "\n") + ("\n(damaged)" if r["damaged"] == "True" else "")
+        ax.text(j, i, text, ha="center", va="center", fontsize=6)
     cmap = matplotlib.colors.ListedColormap([REGIME_COLOURS[n] for n in names])
     ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
-    for r in regimes:
-        i, j = methods.index(r["method"]), columns.index((r["n_requests"], r["learning_rate"]))
-        ax.text(j, i, r["regime"].replace(", ", "\n"), ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(columns)), [f"N={n}\nlr={lr}" for n, lr in columns], fontsize=8)
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
-    ax.set_title(title or "Regimes: reversible or irreversible forgetting, catastrophic or not")
-    return save(fig, stem)
 
 
 # --------------------------------------------------------------------------- representations
@@ -362,45 +374,66 @@ def pca_shift_scatter(representations: list[dict], stem, split: str = "all", tit
     return save(fig, stem)
 
 
-def fisher_histograms(histograms: list[dict], stem, layer: str | None = None, title: str = "") -> int:
-    """Fisher diagonal histograms of one decoder layer (the last by default) on log-spaced
-    bins: base (dotted), unlearned (solid), relearned (dashed); one panel per (method, lr) at
-    the largest N."""
+def fisher_histograms(histograms: list[dict], fisher: list[dict], stem, layer: str | None = None,
+                      title: str = "") -> int:
+    """Fisher diagonal histograms of one decoder layer (the last by default) on log-spaced bins,
+    on the cell's forgotten samples, as shares of the layer's parameters: base (dotted),
+    unlearned (solid), relearned (dashed); one panel per (method, lr) at the largest N. The share
+    below the lowest bin (fisher.csv's `below_range`) is drawn as one more bar left of the range
+    and given in the legend: an update that pushes weights' Fisher below it moves them off the
+    histogram."""
     if not histograms:
         return _empty(stem, "Fisher information", "no Fisher information was computed (capture.fisher_samples: 0)")
     layers = sorted({r["layer"] for r in histograms}, key=lambda name: int(name.split(".")[-1]))
     layer = layer or layers[-1]
-    rows = [r for r in histograms if r["layer"] == layer]
+    largest = values_of([r for r in histograms if r["stage"] != "base"], "n_requests")[-1]
+    rows = [r for r in histograms if r["layer"] == layer and r["n_requests"] == largest]
     base = [r for r in rows if r["stage"] == "base"]
     cells = [r for r in rows if r["stage"] != "base"]
-    largest = values_of(cells, "n_requests")[-1]
-    cells = [r for r in cells if r["n_requests"] == largest]
+    below = {(r["method"], r["learning_rate"], r["stage"]): r for r in fisher
+             if r["sample_set"] == "forget" and r["layer"] == layer and r["n_requests"] == largest}
     panels = sorted({(r["method"], r["learning_rate"]) for r in cells},
                     key=lambda p: (methods_of(cells).index(p[0]), float(p[1])))
     n_cols = min(4, len(panels))
     fig, axes = _panels(math.ceil(len(panels) / n_cols), n_cols, width=3.4, height=2.8, sharey=True)
-
-    def step(ax, part, style, label, shade):
-        points = sorted((number(r["bin_low"]), number(r["bin_high"]), number(r["count"])) for r in part)
-        if points:
-            edges = [p[0] for p in points] + [points[-1][1]]
-            ax.stairs([p[2] for p in points], edges, linestyle=style, color=shade, label=label)
-
+    lowest = min(number(r["bin_low"]) for r in rows)
     for ax, (method, lr) in zip(np.ravel(axes), panels):
-        step(ax, base, ":", "base", "black")
+        ax.axvspan(lowest / 10 ** BELOW_RANGE_DECADES, lowest, color="grey", alpha=0.15, linewidth=0)
+        unlearned = below.get((method, lr, "unlearned"), {})
+        _fisher_stairs(ax, base, number(unlearned.get("below_range_base")), ":", "base", "black")
         for stage in ("unlearned", "relearned"):
-            step(ax, [r for r in cells if (r["method"], r["learning_rate"], r["stage"]) == (method, lr, stage)],
-                 STAGE_STYLE[stage], stage, colour(method))
+            part = [r for r in cells if (r["method"], r["learning_rate"], r["stage"]) == (method, lr, stage)]
+            _fisher_stairs(ax, part, number(below.get((method, lr, stage), {}).get("below_range")),
+                           STAGE_STYLE[stage], stage, colour(method))
         ax.set_xscale("log")
         ax.set_title(f"{method}, N = {largest}, lr = {lr}", fontsize=8)
         ax.set_xlabel("Fisher value", fontsize=7)
-        ax.set_ylabel("parameters", fontsize=7)
+        ax.set_ylabel("share of parameters", fontsize=7)
         ax.legend(fontsize=6)
     for ax in np.ravel(axes)[len(panels):]:
         ax.axis("off")
     fig.suptitle(title or f"Diagonal Fisher information of {layer}")
     fig.tight_layout()
     return save(fig, stem)
+
+
+BELOW_RANGE_DECADES = 1.0   # the width the below-range bar is drawn with, left of the lowest bin
+
+
+def _fisher_stairs(ax, part: list[dict], below: float, style: str, label: str, shade) -> None:
+    """One histogram as shares of the layer's parameters, its below-range share first."""
+    points = sorted((number(r["bin_low"]), number(r["bin_high"]), number(r["count"])) for r in part)
+    if not points:
+        return
+    counts = np.array([p[2] for p in points])
+    in_range = 1 - below if math.isfinite(below) else 1.0
+    shares = counts / counts.sum() * in_range if counts.sum() > 0 else np.zeros_like(counts)
+    edges = [p[0] for p in points] + [points[-1][1]]
+    if math.isfinite(below):
+        edges = [edges[0] / 10 ** BELOW_RANGE_DECADES] + edges
+        shares = np.concatenate([[below], shares])
+        label = f"{label} ({below:.0%} below {points[0][0]:.0e})"
+    ax.stairs(shares, edges, linestyle=style, color=shade, label=label)
 
 
 # --------------------------------------------------------------------------- reversal
@@ -453,59 +486,70 @@ def quantization_reversal(quantization: list[dict], stem, title: str = "") -> in
                         "Forget accuracy regained by quantizing the unlearned model, and by relearning")
 
 
-def prediction_scatter(cells: list[dict], stem, title: str = "") -> int:
-    """Controlled recovery against each predictor, one panel per predictor, Spearman's rho and
-    its bootstrap interval in the panel title (the same numbers as the prediction table)."""
-    from .prediction import correlate
-    from .tables import PREDICTORS
+def prediction_scatter(cells: list[dict], prediction: list[dict], stem, title: str = "") -> int:
+    """The controlled recovery share of the matched budget against each predictor, one panel per
+    predictor; cells that forgot are filled, the others hollow. Each panel's title gives
+    Spearman's rho with its bootstrap interval over the cells that forgot and over all cells,
+    read from the prediction table (so the figure shows the table's numbers)."""
+    from .tables import CELL_SETS, PREDICTION_TARGET, PREDICTORS
 
     if not cells:
         return _empty(stem, "Prediction of reversibility", "no cells")
+    correlations = {(r["cell_set"], r["diagnostic"]): r for r in prediction}
     fig, axes = _panels(1, len(PREDICTORS), width=3.4, sharey=True)
-    recovery = [number(r["controlled_recovery"]) for r in cells]
+    recovery = [number(r[PREDICTION_TARGET]) for r in cells]
     for ax, (name, label) in zip(axes[0], PREDICTORS.items()):
         values = [number(r[name]) for r in cells]
         for method in methods_of(cells):
-            picked = [k for k, r in enumerate(cells) if r["method"] == method]
-            ax.scatter([values[k] for k in picked], [recovery[k] for k in picked], s=18, color=colour(method),
-                       label=method)
-        result = correlate(values, recovery)
-        ax.set_title(f"rho = {result['spearman']:.2f} [{result['low']:.2f}, {result['high']:.2f}], "
-                     f"{result['cells']} cells", fontsize=8)
+            for forgotten in (True, False):
+                picked = [k for k, r in enumerate(cells)
+                          if r["method"] == method and (r["forgotten"] == "True") == forgotten]
+                if not picked:
+                    continue
+                ax.scatter([values[k] for k in picked], [recovery[k] for k in picked], s=18,
+                           edgecolors=colour(method), facecolors=colour(method) if forgotten else "none",
+                           label=method if forgotten else f"{method} (not forgotten)")
+        ax.set_title("\n".join(_rho_label(which, correlations[(which, name)]) for which in CELL_SETS), fontsize=8)
         ax.set_xlabel(label, fontsize=8)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("controlled recovery")
+    axes[0][0].set_ylabel("controlled recovery (share of the gap)")
     _legend(fig, axes)
     fig.suptitle(title or "Do the diagnostics of the unlearned model predict how much comes back?")
     fig.tight_layout()
     return save(fig, stem)
 
 
-# --------------------------------------------------------------------------- registry
-# name -> (function, the table it reads); the figures rule draws every one per (model, dataset).
+def _rho_label(cell_set: str, row: dict) -> str:
+    return (f"{cell_set}: rho = {number(row['spearman']):.2f} [{number(row['low']):.2f}, {number(row['high']):.2f}], "
+            f"{row['cells']} cells")
 
-FIGURES: dict[str, tuple[Callable[..., int], str]] = {
-    "accuracy_trajectory": (accuracy_trajectory, "metrics"),
-    "single_unlearning": (single_unlearning, "metrics"),
-    "continual_heatmaps": (continual_heatmaps, "metrics"),
-    "request_curves": (request_curves, "requests"),
-    "relearning_curves": (relearning_curves, "relearning"),
-    "regime_map": (regime_map, "regimes"),
-    "cka_per_layer": (cka_per_layer, "representations"),
-    "pca_similarity": (pca_similarity_per_layer, "representations"),
-    "pca_shift": (pca_shift_scatter, "representations"),
-    "fisher_histograms": (fisher_histograms, "fisher_histograms"),
-    "recovery_budgets": (recovery_budgets, "recovery"),
-    "quantization_reversal": (quantization_reversal, "quantization"),
-    "prediction_scatter": (prediction_scatter, "prediction_cells"),
+
+# --------------------------------------------------------------------------- registry
+# name -> (function, the tables it reads, in the order of its arguments); the figures rule draws
+# every one per (model, dataset).
+
+FIGURES: dict[str, tuple[Callable[..., int], tuple[str, ...]]] = {
+    "accuracy_trajectory": (accuracy_trajectory, ("metrics",)),
+    "single_unlearning": (single_unlearning, ("metrics",)),
+    "continual_heatmaps": (continual_heatmaps, ("metrics",)),
+    "request_curves": (request_curves, ("requests",)),
+    "relearning_curves": (relearning_curves, ("relearning",)),
+    "regime_map": (regime_map, ("regimes",)),
+    "cka_per_layer": (cka_per_layer, ("representations",)),
+    "pca_similarity": (pca_similarity_per_layer, ("representations",)),
+    "pca_shift": (pca_shift_scatter, ("representations",)),
+    "fisher_histograms": (fisher_histograms, ("fisher_histograms", "fisher")),
+    "recovery_budgets": (recovery_budgets, ("recovery",)),
+    "quantization_reversal": (quantization_reversal, ("quantization",)),
+    "prediction_scatter": (prediction_scatter, ("prediction_cells", "prediction")),
 }
 
 
 def draw_all(tables: dict[str, list[dict]], model: str, dataset: str, out_dir: str | os.PathLike) -> dict[str, int]:
     """Every figure of one (model, dataset) into `out_dir`; returns each figure's axes count."""
     counts = {}
-    for name, (draw, table) in FIGURES.items():
-        rows = [r for r in tables[table] if r["model"] == model and r["dataset"] == dataset]
-        counts[name] = draw(rows, Path(out_dir) / name)
+    for name, (draw, names) in FIGURES.items():
+        inputs = [[r for r in tables[table] if r["model"] == model and r["dataset"] == dataset] for table in names]
+        counts[name] = draw(*inputs, Path(out_dir) / name)
     return counts

@@ -119,24 +119,86 @@ def privacy_leak(stage_auc: float, base_auc: float) -> float:
 
 
 # --------------------------------------------------------------------------- regimes
+# A model that never trained on the forget set still predicts some of its tokens (its accuracy on
+# never-seen samples); only the memorisation gap above that level, base F.Acc minus never-seen
+# accuracy, can be forgotten or come back, so forgetting and recovery are shares of it.
+
+UNDETERMINED = "undetermined"
+NO_GAP = "no memorisation gap"
+NOT_FORGOTTEN = "not forgotten"
 
 
-def regime(base: Mapping[str, float], unlearned: Mapping[str, float], relearned: Mapping[str, float],
-           thresholds: Mapping[str, float]) -> dict[str, object]:
-    """Sort a cell's outcome into the paper's regimes from its forget and retain accuracies.
+def regime(outcome: Mapping[str, float | None], thresholds: Mapping[str, float]) -> dict[str, object]:
+    """Sort a cell's outcome into the paper's regimes, as the paper judges it and against a control.
 
-    forgotten:    unlearned F.Acc < forgotten_share x base F.Acc
-    reversible:   forgotten, and relearned F.Acc >= reversible_share x base F.Acc
-    catastrophic: unlearned R.Acc < catastrophic_share x base R.Acc
+    `outcome` holds accuracies: `forget_base`, `never_seen` (the base model on never-seen
+    samples), `forget_unlearned`, and of the relearning budget matched to the forget set
+    `forget_relearned_matched` (raw F.Acc), `forget_gain_matched` (relearned minus unlearned) and
+    `controlled_recovery_matched` (that gain minus the control's); `retain_base`, `retain_unlearned`.
+    With gap = forget_base - never_seen:
+
+    forgetting:   (forget_base - forget_unlearned) / gap; above 1 the model fell below the
+                  never-seen level, which is damage (`damage` = never_seen - forget_unlearned)
+    forgotten:    forgetting >= forgotten_share
+    reversible:   forgotten, and the F.Acc after relearning is back above the never-seen level by
+                  reversible_share of the gap: the raw relearned F.Acc in the paper's view, the
+                  unlearned F.Acc + the controlled recovery in the controlled view
+    catastrophic: retain_unlearned < catastrophic_share x retain_base
+
+    A gap <= 0 (a base that did not memorise) gives the regime "no memorisation gap"; a missing
+    or non-finite number one "undetermined".
     """
-    values = [base["forget"], unlearned["forget"], relearned["forget"], base["retain"], unlearned["retain"]]
-    if any(v is None or not math.isfinite(v) for v in values):
-        return {"forgotten": None, "reversible": None, "catastrophic": None, "regime": "undetermined"}
-    forgotten = unlearned["forget"] < thresholds["forgotten_share"] * base["forget"]
-    reversible = forgotten and relearned["forget"] >= thresholds["reversible_share"] * base["forget"]
-    catastrophic = unlearned["retain"] < thresholds["catastrophic_share"] * base["retain"]
-    if not forgotten:
-        name = "not forgotten"
-    else:
-        name = f"{'reversible' if reversible else 'irreversible'}, {'catastrophic' if catastrophic else 'retain kept'}"
-    return {"forgotten": forgotten, "reversible": reversible, "catastrophic": catastrophic, "regime": name}
+    gap = _difference(outcome["forget_base"], outcome["never_seen"])
+    damage = _difference(outcome["never_seen"], outcome["forget_unlearned"])
+    forgetting = _share(_difference(outcome["forget_base"], outcome["forget_unlearned"]), gap)
+    restored_paper = _share(_difference(outcome["forget_relearned_matched"], outcome["never_seen"]), gap)
+    restored_controlled = _share(_difference(_sum(outcome["forget_unlearned"], outcome["controlled_recovery_matched"]),
+                                             outcome["never_seen"]), gap)
+    forgotten = None if forgetting is None else forgetting >= thresholds["forgotten_share"]
+    catastrophic = (None if not _known(outcome["retain_base"], outcome["retain_unlearned"]) else
+                    outcome["retain_unlearned"] < thresholds["catastrophic_share"] * outcome["retain_base"])
+    reversible_paper = _reversible(forgotten, restored_paper, thresholds["reversible_share"])
+    reversible_controlled = _reversible(forgotten, restored_controlled, thresholds["reversible_share"])
+    return {"memorisation_gap": gap, "forgetting": forgetting,
+            "damage": None if damage is None else max(damage, 0.0), "damaged": None if damage is None else damage > 0,
+            "raw_recovery_share": _share(outcome["forget_gain_matched"], gap),
+            "controlled_recovery_share": _share(outcome["controlled_recovery_matched"], gap),
+            "restored_paper": restored_paper, "restored_controlled": restored_controlled,
+            "forgotten": forgotten, "catastrophic": catastrophic,
+            "reversible_paper": reversible_paper, "reversible_controlled": reversible_controlled,
+            "regime_paper": regime_name(gap, forgotten, reversible_paper, catastrophic),
+            "regime_controlled": regime_name(gap, forgotten, reversible_controlled, catastrophic)}
+
+
+def regime_name(gap: float | None, forgotten: bool | None, reversible: bool | None, catastrophic: bool | None) -> str:
+    """One of the paper's four regimes, or why the cell has none."""
+    if gap is not None and gap <= 0:
+        return NO_GAP
+    if forgotten is False:
+        return NOT_FORGOTTEN
+    if forgotten is None or reversible is None or catastrophic is None:
+        return UNDETERMINED
+    return f"{'reversible' if reversible else 'irreversible'}, {'catastrophic' if catastrophic else 'retain kept'}"
+
+
+def _reversible(forgotten: bool | None, restored: float | None, share: float) -> bool | None:
+    if forgotten is None or (forgotten and restored is None):
+        return None
+    return forgotten and restored >= share
+
+
+def _known(*values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return a - b if _known(a, b) else None
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    return a + b if _known(a, b) else None
+
+
+def _share(amount: float | None, gap: float | None) -> float | None:
+    """`amount` in units of the memorisation gap; None without a positive gap."""
+    return amount / gap if _known(amount, gap) and gap > 0 else None

@@ -1,9 +1,10 @@
 """Does structure predict reversibility? Rank correlations across the cells of a grid.
 
 For each diagnostic of the unlearned model against the base model (mean CKA over layers, mean
-PCA distance, mean Fisher histogram distance, and the token-level drop in forget accuracy), the
-Spearman correlation with the controlled recovery of the same cells, with a percentile bootstrap
-interval (cells resampled with replacement).
+PCA distance and mean Fisher JS distance on the samples all cells of a model and dataset share,
+and the forgetting share), the Spearman correlation with the controlled recovery share of the
+same cells, with a percentile bootstrap interval (cells resampled with replacement). Which cells
+are correlated together is decided in tables.py (`prediction_groups`, `CELL_SETS`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import math
 import os
 from pathlib import Path
 from statistics import fmean
@@ -30,27 +29,42 @@ LAYER_MEASURES = ["cka", "cka_unbiased", "pc1_cosine", "subspace", "shift_pc1", 
                   "spread_pc2", "normalised_pc1", "normalised_pc2", "distance"]
 REPRESENTATION_COLUMNS = KEY_COLUMNS + ["split", "layer_index", "layer"] + LAYER_MEASURES
 SUMMARY_COLUMNS = KEY_COLUMNS + ["split", "mean_cka", "mean_pca_distance"]
-FISHER_COLUMNS = KEY_COLUMNS + ["layer", "mass_base", "mass", "log10_mass_ratio", "js_distance"]
+# The Fisher is compared on two sample sets: `forget`, the cell's forgotten samples, and `common`,
+# the first request's samples, which every cell of a (model, dataset) shares whatever its N.
+FISHER_SAMPLE_SETS = {"forget": "fisher", "common": "fisher_common"}
+FISHER_MEASURES = ["mass_base", "mass", "log10_mass_ratio", "js_distance", "below_range_base", "below_range"]
+FISHER_COLUMNS = KEY_COLUMNS + ["sample_set", "samples", "layer"] + FISHER_MEASURES
 HISTOGRAM_COLUMNS = KEY_COLUMNS + ["layer", "bin_low", "bin_high", "count"]
 CELL_COLUMNS = [c for c in KEY_COLUMNS if c != "stage"]
-REGIME_COLUMNS = CELL_COLUMNS + ["forget_base", "forget_unlearned", "forget_relearned", "retain_base",
-                                 "retain_unlearned", "retain_relearned", "controlled_recovery",
-                                 "forget_recovered", "forgotten", "reversible", "catastrophic", "regime",
-                                 "collapsed"]
+REGIME_COLUMNS = CELL_COLUMNS + [
+    "forget_base", "forget_never_seen", "memorisation_gap", "forget_unlearned", "forget_relearned",
+    "retain_base", "retain_unlearned", "retain_relearned", "matched_steps", "forget_relearned_matched",
+    "forget_gain_matched", "controlled_recovery_matched", "forgetting", "damage", "damaged", "raw_recovery_share",
+    "controlled_recovery_share", "restored_paper", "restored_controlled", "forgotten", "catastrophic",
+    "reversible_paper", "reversible_controlled", "regime_paper", "regime_controlled", "collapsed"]
 REQUEST_COLUMNS = CELL_COLUMNS + ["request", "forget_seen_accuracy", "forget_request_accuracy",
                                   "retain_accuracy", "collapsed"]
 RELEARNING_COLUMNS = CELL_COLUMNS + ["step", "forget_accuracy", "retain_accuracy", "collapsed"]
-RECOVERY_COLUMNS = CELL_COLUMNS + ["relearn_steps", "relearn_learning_rate", "primary", "forget_unlearned",
-                                   "forget_relearned", "forget_gain", "control_unlearned", "control_relearned",
-                                   "control_gain", "controlled_recovery", "retain_relearned", "collapsed"]
+RECOVERY_COLUMNS = CELL_COLUMNS + ["relearn_steps", "relearn_learning_rate", "primary", "matched", "control_kind",
+                                   "forget_unlearned", "forget_relearned", "forget_gain", "control_unlearned",
+                                   "control_relearned", "control_gain", "controlled_recovery", "retain_relearned",
+                                   "collapsed"]
 QUANTIZATION_COLUMNS = CELL_COLUMNS + ["bits", "forget_unlearned", "forget_quantized", "forget_gain",
                                        "retain_unlearned", "retain_quantized", "controlled_recovery", "collapsed"]
 # The diagnostics of the unlearned model against the base tested as predictors of the
-# controlled recovery: three of the representations, one of the tokens.
+# controlled recovery: three of the representations, measured on the samples every cell of a
+# (model, dataset) shares (so that N does not change what they are measured on), and one of the
+# tokens.
 PREDICTORS = {"mean_cka": "mean linear CKA over layers", "mean_pca_distance": "mean PCA distance over layers",
-              "fisher_js": "mean Fisher JS distance over layers", "forget_drop": "F.Acc drop (base - unlearned)"}
-PREDICTION_CELL_COLUMNS = CELL_COLUMNS + list(PREDICTORS) + ["controlled_recovery", "regime", "collapsed"]
-PREDICTION_COLUMNS = ["model", "dataset", "diagnostic", "spearman", "low", "high", "cells"]
+              "fisher_js": "mean Fisher JS distance over layers",
+              "forgetting": "forgetting (share of the memorisation gap)"}
+PREDICTION_TARGET = "controlled_recovery_share"
+PREDICTION_CELL_COLUMNS = CELL_COLUMNS + list(PREDICTORS) + [PREDICTION_TARGET, "forgotten", "regime_paper",
+                                                             "regime_controlled", "collapsed"]
+# The cells a correlation runs over: those that forgot (the result: only they have something to
+# recover) and all of them.
+CELL_SETS = ("forgotten", "all")
+PREDICTION_COLUMNS = ["model", "dataset", "cell_set", "diagnostic", "spearman", "low", "high", "cells"]
 
 
 def cell_key(cell: Cell, stage: str) -> dict:
@@ -115,30 +129,35 @@ def benchmark_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unle
 
 
 def regime_rows(metrics: list[dict], recovery: list[dict], thresholds: Mapping[str, float]) -> list[dict]:
-    """One row per cell: its forget and retain accuracies by stage and its regime.
+    """One row per cell: its forget and retain accuracies by stage, the relearning budget matched
+    to its forget set, and its regime in the paper's view and in the controlled view
+    (`metrics.regime`: forgetting and recovery as shares of the memorisation gap).
 
-    Reversibility is judged on the controlled recovery of the primary relearning budget (the
-    forget gain minus the gain the same budget gives on never-seen data): the cell counts as
-    recovered to `forget_recovered` = unlearned F.Acc + controlled recovery, not to the raw
-    relearned F.Acc, which is kept beside it.
+    The raw relearned F.Acc of the primary budget (the relearned stage) is kept beside them.
     """
     by_cell: dict[tuple, dict[str, dict]] = {}
     for row in metrics:
         by_cell.setdefault(_cell_of(row), {})[row["stage"]] = row
-    controlled = {_cell_of(row): _number(row["controlled_recovery"]) for row in recovery if row["primary"]}
+    matched = {_cell_of(row): row for row in recovery if _flag(row["matched"])}
     rows = []
     for key, stages in by_cell.items():
-        accuracies = {stage: {"forget": _number(r["forget_accuracy"]), "retain": _number(r["retain_accuracy"])}
-                      for stage, r in stages.items()}
-        recovered = accuracies["unlearned"]["forget"] + controlled.get(key, math.nan)
-        verdict = regime(accuracies["base"], accuracies["unlearned"],
-                         {**accuracies["relearned"], "forget": recovered}, thresholds)
-        rows.append({**dict(zip(CELL_COLUMNS, key)),
-                     **{f"{split}_{stage}": accuracies[stage][split] for stage in ("base", "unlearned", "relearned")
-                        for split in ("forget", "retain")},
-                     "controlled_recovery": controlled.get(key), "forget_recovered": recovered,
-                     **verdict, "collapsed": stages["unlearned"]["collapsed"]})
+        accuracies = {f"{split}_{stage}": _number(stages[stage][f"{split}_accuracy"])
+                      for stage in ("base", "unlearned", "relearned") for split in ("forget", "retain")}
+        budget = matched.get(key, {})
+        measured = {"forget_relearned_matched": budget.get("forget_relearned"),
+                    "forget_gain_matched": budget.get("forget_gain"),
+                    "controlled_recovery_matched": budget.get("controlled_recovery")}
+        outcome = {**accuracies, "never_seen": _number(stages["base"]["holdout_accuracy"]),
+                   **{name: _number(value) for name, value in measured.items()}}
+        rows.append({**dict(zip(CELL_COLUMNS, key)), **accuracies, "forget_never_seen": outcome["never_seen"],
+                     "matched_steps": budget.get("relearn_steps"), **measured, **regime(outcome, thresholds),
+                     "collapsed": stages["unlearned"]["collapsed"]})
     return rows
+
+
+def _flag(value) -> bool:
+    """A boolean of a row in memory or read back from a CSV."""
+    return value is True or value == "True"
 
 
 def _cell_of(row: Mapping) -> tuple:
@@ -192,7 +211,8 @@ def _number(value) -> float:
 
 def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = ("unlearned", "relearned"),
                         results: str = RESULTS) -> dict[str, list]:
-    """Per-layer diagnostics, their per-split summaries, Fisher comparisons and histograms."""
+    """Per-layer diagnostics, their per-split summaries, Fisher comparisons (on each sample set)
+    and the histograms of the Fisher on the cell's forgotten samples."""
     tables: dict[str, list] = {"layers": [], "summary": [], "fisher": [], "histograms": []}
     base_histograms_done = set()
     for cell in cells:
@@ -205,20 +225,27 @@ def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = ("unlearn
                 for index, layer in enumerate(result["layers"]):
                     tables["layers"].append({**key, "split": split, "layer_index": index, "layer": layer,
                                              **{m: values[m][index] for m in LAYER_MEASURES}})
+            for sample_set, field in FISHER_SAMPLE_SETS.items():
+                tables["fisher"].extend(_fisher_rows(key, sample_set, result[field]))
             fisher = result["fisher"]
-            if not fisher:
-                continue
-            for index, layer in enumerate(fisher["layers"]):
-                tables["fisher"].append({**key, "layer": layer, **{m: fisher[m][index] for m in
-                                         ("mass_base", "mass", "log10_mass_ratio", "js_distance")}})
+            for index, layer in enumerate(fisher.get("layers", [])):
                 tables["histograms"].extend(_histogram_rows(key, layer, fisher["bins"], fisher["histogram"][index]))
-                base_key = (cell.model, cell.dataset, layer)
+                # The base model's Fisher on the cell's forgotten samples depends on N only.
+                base_key = (cell.model, cell.dataset, cell.n_requests, layer)
                 if base_key not in base_histograms_done:
                     base_histograms_done.add(base_key)
-                    base = {**key, "method": "", "n_requests": "", "learning_rate": "", "stage": "base"}
+                    base = {**key, "method": "", "learning_rate": "", "stage": "base"}
                     tables["histograms"].extend(_histogram_rows(base, layer, fisher["bins"],
                                                                 fisher["histogram_base"][index]))
     return tables
+
+
+def _fisher_rows(key: dict, sample_set: str, fisher: Mapping) -> list[dict]:
+    """One row per decoder layer of a Fisher comparison (none when no Fisher was computed)."""
+    if not fisher:
+        return []
+    return [{**key, "sample_set": sample_set, "samples": fisher["samples"], "layer": layer,
+             **{m: fisher[m][index] for m in FISHER_MEASURES}} for index, layer in enumerate(fisher["layers"])]
 
 
 def _histogram_rows(key: dict, layer: str, bins: list[float], counts: list[int]) -> list[dict]:
@@ -252,7 +279,8 @@ def relearning_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]
 
 
 def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, list]:
-    """Controlled recovery per attack budget, and forget gains under quantization."""
+    """Controlled recovery per attack budget (which one is primary, which matched to the forget set,
+    and how the control was measured), and forget gains under quantization."""
     tables: dict[str, list] = {"recovery": [], "quantization": []}
     for cell in cells:
         reversal = read_json(curve_json(cell, "reversal", results))
@@ -261,7 +289,8 @@ def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, li
         for budget in reversal["budgets"]:
             tables["recovery"].append({
                 **key, "relearn_steps": budget["steps"], "relearn_learning_rate": lr_label(budget["learning_rate"]),
-                "primary": budget["primary"], "forget_unlearned": unlearned["forget"]["accuracy"],
+                "primary": budget["primary"], "matched": budget["matched"], "control_kind": reversal["control"],
+                "forget_unlearned": unlearned["forget"]["accuracy"],
                 "forget_relearned": budget["relearned"]["forget"]["accuracy"], "forget_gain": budget["forget_gain"],
                 "control_unlearned": unlearned["unseen"]["accuracy"],
                 "control_relearned": budget["control"]["unseen"]["accuracy"], "control_gain": budget["control_gain"],
@@ -279,13 +308,19 @@ def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, li
 
 
 def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[dict]) -> list[dict]:
-    """Per cell: each predictor (unlearned model against base, all samples) and the controlled
-    recovery it should predict."""
-    unlearned = [r for r in summary if r["stage"] == "unlearned" and r["split"] == "all"]
-    representations = {_cell_of(r): r for r in unlearned}
+    """Per cell: each predictor and the controlled recovery it should predict.
+
+    The representation predictors compare the unlearned model with the base on the `common`
+    samples (split `common` of the summary, sample set `common` of the Fisher), which do not
+    change with N: on the cell's own forget set a cell with N = 100 would be measured on a
+    hundred times the samples of one with N = 1. The token predictor is the forgetting share
+    and the target the controlled recovery of the matched budget, both shares of the cell's
+    memorisation gap.
+    """
+    representations = {_cell_of(r): r for r in summary if r["stage"] == "unlearned" and r["split"] == "common"}
     js: dict[tuple, list[float]] = {}
     for row in fisher:
-        if row["stage"] == "unlearned":
+        if row["stage"] == "unlearned" and row["sample_set"] == "common":
             js.setdefault(_cell_of(row), []).append(_number(row["js_distance"]))
     rows = []
     for cell in regimes:
@@ -293,27 +328,46 @@ def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[
         summary_row = representations.get(key, {})
         rows.append({**{c: cell[c] for c in CELL_COLUMNS},
                      "mean_cka": summary_row.get("mean_cka"), "mean_pca_distance": summary_row.get("mean_pca_distance"),
-                     "fisher_js": fmean(js[key]) if js.get(key) else None,
-                     "forget_drop": _number(cell["forget_base"]) - _number(cell["forget_unlearned"]),
-                     "controlled_recovery": cell["controlled_recovery"], "regime": cell["regime"],
+                     "fisher_js": fmean(js[key]) if js.get(key) else None, "forgetting": cell["forgetting"],
+                     PREDICTION_TARGET: cell[PREDICTION_TARGET], "forgotten": cell["forgotten"],
+                     "regime_paper": cell["regime_paper"], "regime_controlled": cell["regime_controlled"],
                      "collapsed": cell["collapsed"]})
     return rows
 
 
-def prediction_rows(cell_rows: list[dict], seed: int = 0) -> list[dict]:
-    """Spearman's rho of each predictor with the controlled recovery, with a bootstrap interval:
-    per (model, dataset), and pooled over the whole grid (model and dataset `all`)."""
+def prediction_groups(cell_rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The cells pooled for one correlation: per (model, dataset) and, for a model with several
+    datasets, per model over them (dataset `all`). Models are never pooled: their diagnostics
+    live on different scales."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in cell_rows:
         groups.setdefault((row["model"], row["dataset"]), []).append(row)
-    if len(groups) > 1:
-        groups[("all", "all")] = cell_rows
+    models: dict[str, list[dict]] = {}
+    for row in cell_rows:
+        models.setdefault(row["model"], []).append(row)
+    for model, members in models.items():
+        if len({row["dataset"] for row in members}) > 1:
+            groups[(model, "all")] = members
+    return groups
+
+
+def cell_set(members: list[dict], name: str) -> list[dict]:
+    """The cells of a group that a correlation runs over (`CELL_SETS`)."""
+    return [row for row in members if _flag(row["forgotten"])] if name == "forgotten" else members
+
+
+def prediction_rows(cell_rows: list[dict], seed: int = 0) -> list[dict]:
+    """Spearman's rho of each predictor with the controlled recovery share, with a bootstrap
+    interval and the number of cells with both numbers: per group (`prediction_groups`), over the
+    cells that forgot and over all of them."""
     rows = []
-    for (model, dataset), members in groups.items():
-        recovery = [_optional(r["controlled_recovery"]) for r in members]
-        for name in PREDICTORS:
-            result = correlate([_optional(r[name]) for r in members], recovery, seed=seed)
-            rows.append({"model": model, "dataset": dataset, "diagnostic": name, **result})
+    for (model, dataset), members in prediction_groups(cell_rows).items():
+        for name in CELL_SETS:
+            picked = cell_set(members, name)
+            target = [_optional(r[PREDICTION_TARGET]) for r in picked]
+            for predictor in PREDICTORS:
+                result = correlate([_optional(r[predictor]) for r in picked], target, seed=seed)
+                rows.append({"model": model, "dataset": dataset, "cell_set": name, "diagnostic": predictor, **result})
     return rows
 
 

@@ -5,12 +5,14 @@ import itertools
 
 import matplotlib.pyplot as plt
 import pytest
+from matplotlib.patches import StepPatch
 
 from reversibility import figures
 from reversibility.layout import FIGURE_KINDS
-from reversibility.tables import (BENCHMARK_COLUMNS, FISHER_COLUMNS, HISTOGRAM_COLUMNS, METRICS_COLUMNS, PREDICTION_CELL_COLUMNS,
-                                  QUANTIZATION_COLUMNS, RECOVERY_COLUMNS, REGIME_COLUMNS, RELEARNING_COLUMNS,
-                                  REPRESENTATION_COLUMNS, REQUEST_COLUMNS)
+from reversibility.tables import (BENCHMARK_COLUMNS, CELL_SETS, FISHER_COLUMNS, HISTOGRAM_COLUMNS, METRICS_COLUMNS,
+                                  PREDICTION_CELL_COLUMNS, PREDICTION_COLUMNS, PREDICTORS, QUANTIZATION_COLUMNS,
+                                  RECOVERY_COLUMNS, REGIME_COLUMNS, RELEARNING_COLUMNS, REPRESENTATION_COLUMNS,
+                                  REQUEST_COLUMNS)
 
 METHODS, NS, LRS = ("ga", "npo"), ("1", "4"), ("0.0001", "0.001")
 LAYERS = ("model.embed_tokens", "model.layers.0", "model.layers.1", "model.norm")
@@ -26,7 +28,7 @@ def row(columns, **values):
 def synthetic_tables():
     cells = list(itertools.product(METHODS, NS, LRS))
     metrics, representations, histograms, requests, relearning, regimes = [], [], [], [], [], []
-    recovery, quantization, prediction_cells = [], [], []
+    recovery, quantization, prediction_cells, fisher, prediction = [], [], [], [], []
     for (method, n, lr), stage in itertools.product(cells, figures.STAGES):
         metrics.append(row(METRICS_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
                            forget_accuracy=0.5, retain_accuracy=0.6, mia_loss_auc=0.9))
@@ -39,9 +41,15 @@ def synthetic_tables():
             for low in (1e-8, 1e-6, 1e-4):
                 histograms.append(row(HISTOGRAM_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
                                       layer=layer, bin_low=low, bin_high=low * 100, count=5))
-    for layer in LAYERS[1:3]:
+            for sample_set in ("forget", "common"):
+                fisher.append(row(FISHER_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
+                                  sample_set=sample_set, layer=layer, js_distance=0.2, below_range_base=0.1,
+                                  below_range=0.25 if stage == "unlearned" else 0.5))
+    # The base model's histogram on each N's forgotten samples; the figure shows the largest N.
+    for n, layer in itertools.product(NS, LAYERS[1:3]):
         for low in (1e-8, 1e-6, 1e-4):
-            histograms.append(row(HISTOGRAM_COLUMNS, stage="base", layer=layer, bin_low=low, bin_high=low * 100, count=7))
+            histograms.append(row(HISTOGRAM_COLUMNS, n_requests=n, stage="base", layer=layer, bin_low=low,
+                                  bin_high=low * 100, count=7 if n == NS[-1] else 1 + 10 * (low == 1e-8)))
     for method, n, lr in cells:
         for request in range(1, int(n) + 1):
             requests.append(row(REQUEST_COLUMNS, method=method, n_requests=n, learning_rate=lr, request=request,
@@ -49,8 +57,8 @@ def synthetic_tables():
         for step in (0, 4, 8):
             relearning.append(row(RELEARNING_COLUMNS, method=method, n_requests=n, learning_rate=lr, step=step,
                                   forget_accuracy=0.2 + step / 20, retain_accuracy=0.5))
-        regimes.append(row(REGIME_COLUMNS, method=method, n_requests=n, learning_rate=lr,
-                           regime="reversible, retain kept"))
+        regimes.append(row(REGIME_COLUMNS, method=method, n_requests=n, learning_rate=lr, damaged=n == "4",
+                           regime_paper="reversible, retain kept", regime_controlled="irreversible, retain kept"))
         for steps, relearn_lr in ((4, "0.0001"), (16, "0.0001"), (16, "0.001")):
             recovery.append(row(RECOVERY_COLUMNS, method=method, n_requests=n, learning_rate=lr, relearn_steps=steps,
                                 relearn_learning_rate=relearn_lr, forget_gain=steps / 40,
@@ -60,10 +68,16 @@ def synthetic_tables():
                                     forget_gain=0.01 * (8 - bits), controlled_recovery=0.3))
         prediction_cells.append(row(PREDICTION_CELL_COLUMNS, method=method, n_requests=n, learning_rate=lr,
                                     mean_cka=float(lr) * 1000, mean_pca_distance=int(n) / 10, fisher_js=0.1,
-                                    forget_drop=0.4, controlled_recovery=float(lr) * 500 + int(n) / 100))
+                                    forgetting=0.4, controlled_recovery_share=float(lr) * 500 + int(n) / 100,
+                                    forgotten=n == "4"))
+    # Numbers no recomputation from the cells above would give: the figure must read them.
+    for k, (cell_set, predictor) in enumerate(itertools.product(CELL_SETS, PREDICTORS)):
+        prediction.append(row(PREDICTION_COLUMNS, cell_set=cell_set, diagnostic=predictor, spearman=0.1 + k / 100,
+                              low=-0.5, high=0.75, cells=4 if cell_set == "forgotten" else 8))
     return {"metrics": metrics, "representations": representations, "fisher_histograms": histograms,
-            "requests": requests, "relearning": relearning, "regimes": regimes, "recovery": recovery,
-            "quantization": quantization, "prediction_cells": prediction_cells}
+            "fisher": fisher, "requests": requests, "relearning": relearning, "regimes": regimes,
+            "recovery": recovery, "quantization": quantization, "prediction_cells": prediction_cells,
+            "prediction": prediction}
 
 
 @pytest.fixture(scope="module")
@@ -92,24 +106,62 @@ def test_panels_follow_the_grid(drawn):
     assert counts["fisher_histograms"] == len(METHODS) * len(LRS)
     assert counts["recovery_budgets"] == panels and counts["quantization_reversal"] == panels
     assert counts["prediction_scatter"] == 4              # one panel per predictor
-    assert counts["regime_map"] == 1
+    assert counts["regime_map"] == 2                       # the paper's view and the controlled one
 
 
-def test_per_layer_curves_have_one_series_per_method_and_stage(tmp_path):
-    tables = synthetic_tables()
-    captured = {}
+@pytest.fixture
+def kept(monkeypatch):
+    """What each figure drawn in the test looked like when it was saved: (axis, legend texts,
+    texts, title) per axis."""
+    figures_seen = []
     original = figures.save
 
     def keep(fig, stem):
-        captured["lines"] = [len(ax.get_lines()) for ax in fig.axes]
+        figures_seen.append([(ax, [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [],
+                              [t.get_text() for t in ax.texts], ax.get_title()) for ax in fig.axes])
         return original(fig, stem)
 
-    figures.save = keep
-    try:
-        figures.cka_per_layer(tables["representations"], tmp_path / "cka")
-    finally:
-        figures.save = original
-    assert captured["lines"] == [len(METHODS) * 2] * (len(NS) * len(LRS))
+    monkeypatch.setattr(figures, "save", keep)
+    return figures_seen
+
+
+def test_per_layer_curves_have_one_series_per_method_and_stage(tmp_path, kept):
+    figures.cka_per_layer(synthetic_tables()["representations"], tmp_path / "cka")
+    assert [len(ax.get_lines()) for ax, *_ in kept[0]] == [len(METHODS) * 2] * (len(NS) * len(LRS))
+
+
+def test_the_regime_map_shows_the_paper_view_beside_the_controlled_one(tmp_path, kept):
+    assert figures.regime_map(synthetic_tables()["regimes"], tmp_path / "regimes") == 2
+    (paper, controlled), = kept
+    assert paper[3].startswith("paper") and controlled[3].startswith("controlled")
+    cells = len(METHODS) * len(NS) * len(LRS)
+    assert sum(t.startswith("reversible\nretain kept") for t in paper[2]) == cells
+    assert sum(t.startswith("irreversible\nretain kept") for t in controlled[2]) == cells
+    assert sum(t.endswith("(damaged)") for t in paper[2]) == cells // len(NS)
+
+
+def test_the_prediction_scatter_shows_the_numbers_of_the_prediction_table(tmp_path, kept):
+    tables = synthetic_tables()
+    figures.prediction_scatter(tables["prediction_cells"], tables["prediction"], tmp_path / "prediction")
+    titles = [title for _, _, _, title in kept[0]]
+    for k, (cell_set, _) in enumerate(itertools.product(CELL_SETS, PREDICTORS)):
+        cells = 4 if cell_set == "forgotten" else 8
+        line = f"{cell_set}: rho = {0.1 + k / 100:.2f} [-0.50, 0.75], {cells} cells"
+        assert line in titles[k % len(PREDICTORS)].split("\n")
+
+
+def test_the_fisher_histograms_show_the_share_below_their_range(tmp_path, kept):
+    tables = synthetic_tables()
+    figures.fisher_histograms(tables["fisher_histograms"], tables["fisher"], tmp_path / "fisher")
+    ax, legend, _, _ = kept[0][0]
+    assert legend == ["base (10% below 1e-08)", "unlearned (25% below 1e-08)", "relearned (50% below 1e-08)"]
+    # Shares of the layer's parameters: the below-range bar first (one decade wide, left of the
+    # lowest edge), then the bins share the rest in proportion to their counts.
+    base, unlearned, relearned = [p.get_data() for p in ax.patches if isinstance(p, StepPatch)]
+    assert base.values == pytest.approx([0.1, 0.3, 0.3, 0.3])
+    assert unlearned.values == pytest.approx([0.25, 0.25, 0.25, 0.25])
+    assert relearned.values == pytest.approx([0.5, 1 / 6, 1 / 6, 1 / 6])
+    assert unlearned.edges == pytest.approx([1e-9, 1e-8, 1e-6, 1e-4, 1e-2])
 
 
 def test_method_colours_are_fixed_across_figures():
@@ -126,3 +178,15 @@ def test_the_benchmark_figure_has_one_panel_per_benchmark_and_bars_per_stage(tmp
     assert figures.benchmark_accuracy(rows, tmp_path / "benchmarks") == 2
     assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
     plt.close("all")
+
+
+def test_the_figures_rule_declares_every_table_a_figure_reads():
+    """A table a figure reads but the rule does not declare would be read stale, or missing."""
+    from pathlib import Path
+
+    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/figures.smk").read_text()
+    inputs = rules.split("rule figures:")[1].split("output:")[0]
+    read = {table for _, tables in figures.FIGURES.values() for table in tables}
+    assert {"fisher", "prediction"} <= read
+    for table in read:
+        assert f'{table}="results/tables/{table}.csv"' in inputs, table

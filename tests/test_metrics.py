@@ -70,17 +70,86 @@ def test_privacy_leak_is_relative_to_the_base():
     assert np.isnan(privacy_leak(float("nan"), 1.0))
 
 
-@pytest.mark.parametrize("unlearned, relearned, expected", [
-    ({"forget": 0.5, "retain": 0.6}, {"forget": 0.6, "retain": 0.6}, "not forgotten"),
-    ({"forget": 0.1, "retain": 0.55}, {"forget": 0.5, "retain": 0.6}, "reversible, retain kept"),
-    ({"forget": 0.05, "retain": 0.1}, {"forget": 0.45, "retain": 0.5}, "reversible, catastrophic"),
-    ({"forget": 0.05, "retain": 0.5}, {"forget": 0.1, "retain": 0.5}, "irreversible, retain kept"),
-    ({"forget": 0.0, "retain": 0.0}, {"forget": 0.0, "retain": 0.0}, "irreversible, catastrophic"),
-    ({"forget": None, "retain": 0.0}, {"forget": 0.0, "retain": 0.0}, "undetermined"),
+THRESHOLDS = {"forgotten_share": 0.5, "reversible_share": 0.7, "catastrophic_share": 0.5}
+
+
+def outcome(**changes):
+    """Base F.Acc 0.6 against 0.2 on never-seen samples: a memorisation gap of 0.4. Unlearning
+    forgets all of it; the matched budget brings 0.35 back raw (0.875 of the gap above the
+    never-seen level), 0.34 beyond its control (0.85)."""
+    values = {"forget_base": 0.6, "never_seen": 0.2, "forget_unlearned": 0.2, "forget_relearned_matched": 0.55,
+              "forget_gain_matched": 0.35, "controlled_recovery_matched": 0.34, "retain_base": 0.6,
+              "retain_unlearned": 0.55}
+    return {**values, **changes}
+
+
+@pytest.mark.parametrize("changes, paper, controlled", [
+    # Forgetting (0.6 - 0.5) / 0.4 = 0.25 < 0.5.
+    ({"forget_unlearned": 0.5}, "not forgotten", "not forgotten"),
+    ({}, "reversible, retain kept", "reversible, retain kept"),
+    # R.Acc 0.2 < 0.5 x 0.6.
+    ({"retain_unlearned": 0.2}, "reversible, catastrophic", "reversible, catastrophic"),
+    # Raw: (0.3 - 0.2) / 0.4 = 0.25; controlled: 0.05 / 0.4 = 0.125.
+    ({"forget_relearned_matched": 0.3, "forget_gain_matched": 0.1, "controlled_recovery_matched": 0.05},
+     "irreversible, retain kept", "irreversible, retain kept"),
+    ({"forget_relearned_matched": 0.3, "controlled_recovery_matched": 0.05, "retain_unlearned": 0.0},
+     "irreversible, catastrophic", "irreversible, catastrophic"),
+    # The paper's view sees (0.5 - 0.2) / 0.4 = 0.75 come back; beyond the control only 0.15 / 0.4.
+    ({"forget_relearned_matched": 0.5, "controlled_recovery_matched": 0.15},
+     "reversible, retain kept", "irreversible, retain kept"),
+    ({"forget_unlearned": None}, "undetermined", "undetermined"),
+    ({"controlled_recovery_matched": float("nan")}, "reversible, retain kept", "undetermined"),
+    ({"never_seen": 0.6}, "no memorisation gap", "no memorisation gap"),
+    ({"never_seen": 0.7, "forget_unlearned": 0.0}, "no memorisation gap", "no memorisation gap"),
 ])
-def test_regimes_on_constructed_metrics(unlearned, relearned, expected):
+def test_regimes_in_the_paper_and_the_controlled_view_by_hand(changes, paper, controlled):
     from reversibility.metrics import regime
 
-    thresholds = {"forgotten_share": 0.5, "reversible_share": 0.7, "catastrophic_share": 0.5}
-    base = {"forget": 0.6, "retain": 0.6}
-    assert regime(base, unlearned, relearned, thresholds)["regime"] == expected
+    result = regime(outcome(**changes), THRESHOLDS)
+    assert (result["regime_paper"], result["regime_controlled"]) == (paper, controlled)
+
+
+def test_forgetting_and_recovery_are_shares_of_the_memorisation_gap():
+    from reversibility.metrics import regime
+
+    result = regime(outcome(forget_relearned_matched=0.5, controlled_recovery_matched=0.15), THRESHOLDS)
+    assert result["memorisation_gap"] == pytest.approx(0.4) and result["forgetting"] == pytest.approx(1.0)
+    assert result["raw_recovery_share"] == pytest.approx(0.875)
+    assert result["controlled_recovery_share"] == pytest.approx(0.375)
+    assert result["restored_paper"] == pytest.approx(0.75) and result["restored_controlled"] == pytest.approx(0.375)
+    assert result["reversible_paper"] is True and result["reversible_controlled"] is False
+    assert result["forgotten"] is True and result["catastrophic"] is False
+    assert result["damage"] == 0.0 and result["damaged"] is False
+
+
+def test_forgetting_at_the_threshold_counts_and_below_it_does_not():
+    from reversibility.metrics import regime
+
+    # Gap 0.75 - 0.25 = 0.5; unlearned 0.5 is exactly half of it gone.
+    at = regime(outcome(forget_base=0.75, never_seen=0.25, forget_unlearned=0.5), THRESHOLDS)
+    assert at["forgetting"] == 0.5 and at["forgotten"] is True
+    below = regime(outcome(forget_base=0.75, never_seen=0.25, forget_unlearned=0.5078125), THRESHOLDS)
+    assert below["forgotten"] is False and below["reversible_paper"] is False
+
+
+def test_falling_below_the_never_seen_level_is_damage():
+    from reversibility.metrics import regime
+
+    result = regime(outcome(forget_unlearned=0.05, forget_relearned_matched=0.5), THRESHOLDS)
+    assert result["damaged"] is True and result["damage"] == pytest.approx(0.15)
+    assert result["forgetting"] == pytest.approx(1.375)            # more than the gap: the excess is damage
+    # Back to 0.5 is (0.5 - 0.2) / 0.4 = 0.75 of the gap above the never-seen level.
+    assert result["restored_paper"] == pytest.approx(0.75) and result["regime_paper"] == "reversible, retain kept"
+    assert result["restored_controlled"] == pytest.approx((0.05 + 0.34 - 0.2) / 0.4)
+    assert result["regime_controlled"] == "irreversible, retain kept"
+
+
+def test_a_base_without_memorisation_gap_has_no_shares():
+    from reversibility.metrics import regime
+
+    result = regime(outcome(never_seen=0.6, forget_unlearned=0.1), THRESHOLDS)
+    assert result["memorisation_gap"] == pytest.approx(0.0)
+    assert result["forgetting"] is None and result["forgotten"] is None
+    assert result["raw_recovery_share"] is None and result["controlled_recovery_share"] is None
+    assert result["reversible_paper"] is None and result["reversible_controlled"] is None
+    assert result["damage"] == pytest.approx(0.5) and result["catastrophic"] is False

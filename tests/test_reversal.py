@@ -7,7 +7,7 @@ from scipy.stats import spearmanr
 
 from reversibility.prediction import bootstrap_interval, correlate, ranks, spearman
 from reversibility.quantization import fake_quantize_
-from reversibility.reversal import controlled, gain, relearning_runs
+from reversibility.reversal import controlled, gain, matched_steps, relearning_runs
 
 
 def test_spearman_matches_scipy_on_a_constructed_table():
@@ -46,6 +46,19 @@ def test_shorter_budgets_at_the_primary_rate_are_read_off_the_primary_run():
     # A decaying schedule depends on the run's length: every budget then runs on its own.
     runs = relearning_runs({**relearning, "schedule": "cosine"})
     assert sorted(r["measure_at"] for r in runs)[-1] == {16} and len(runs) == 4
+
+
+def test_the_budget_matched_to_the_forget_set_scales_with_n_and_is_measured_once():
+    relearning = {"steps": 16, "learning_rate": 1e-4, "batch_size": 8, "matched_epochs": 2,
+                  "budgets": [{"steps": 32, "learning_rate": 1e-4}]}
+    assert [matched_steps(relearning, n * 8) for n in (1, 8, 100)] == [2, 16, 200]
+    assert matched_steps({**relearning, "matched_epochs": 1}, 12) == 2          # a partial batch is a step
+    # Within the primary run: read off it; equal to the primary budget: nothing added.
+    assert relearning_runs(relearning, 2)[-1]["measure_at"] == {2, 16}
+    assert len(relearning_runs(relearning, 16)) == 2
+    # Longer, and equal to an extra budget: that budget's run, once.
+    assert [(r["steps"], sorted(r["measure_at"])) for r in relearning_runs(relearning, 32)] == [(32, [32]), (16, [16])]
+    assert [r["steps"] for r in relearning_runs(relearning, 200)] == [32, 200, 16]
 
 
 def test_a_prefix_of_a_constant_rate_run_is_exactly_the_shorter_run(tiny_model, tiny_tokenizer):
@@ -102,54 +115,6 @@ def test_eight_bit_quantization_keeps_a_model_and_two_bits_break_it(tiny_model, 
     assert loss2 > loss * 1.2
     levels = torch.unique(two.model.layers[0].mlp.up_proj.weight[0])
     assert len(levels) <= 3                             # 2 bits, symmetric: -1, 0, 1 times the scale
-
-
-THRESHOLDS = {"forgotten_share": 0.5, "reversible_share": 0.8, "catastrophic_share": 0.5}
-
-
-def cell_rows(method, base, unlearned, relearned, recovery):
-    from reversibility.tables import CELL_COLUMNS
-
-    key = dict(zip(CELL_COLUMNS, ("tiny", "toy", method, 1, "0.001")))
-    metrics = [{**key, "stage": stage, "forget_accuracy": forget, "retain_accuracy": 0.6, "collapsed": False}
-               for stage, forget in (("base", base), ("unlearned", unlearned), ("relearned", relearned))]
-    return metrics, [{**key, "primary": True, "controlled_recovery": recovery},
-                     {**key, "primary": False, "controlled_recovery": 1.0}]
-
-
-def test_regimes_judge_reversibility_on_the_controlled_recovery():
-    from reversibility.tables import regime_rows
-
-    # Raw relearned F.Acc 0.85 looks reversible; 0.3 of the 0.75 gain is what the control also gains.
-    metrics, recovery = cell_rows("ga", base=0.9, unlearned=0.1, relearned=0.85, recovery=0.45)
-    (row,) = regime_rows(metrics, recovery, THRESHOLDS)
-    assert row["forget_recovered"] == pytest.approx(0.55) and row["forget_relearned"] == 0.85
-    assert row["regime"] == "irreversible, retain kept"
-    metrics, recovery = cell_rows("ga", base=0.9, unlearned=0.1, relearned=0.85, recovery=0.7)
-    assert regime_rows(metrics, recovery, THRESHOLDS)[0]["regime"] == "reversible, retain kept"
-    (missing,) = regime_rows(metrics, [], THRESHOLDS)
-    assert missing["regime"] == "undetermined"
-
-
-def test_prediction_rows_correlate_each_predictor_per_experiment_and_pooled():
-    from reversibility.tables import PREDICTORS, prediction_rows
-
-    rng = np.random.default_rng(1)
-    cells = []
-    for dataset in ("a", "b"):
-        for k in range(8):
-            recovery = float(rng.uniform())
-            cells.append({"model": "tiny", "dataset": dataset, "mean_cka": 1 - recovery, "mean_pca_distance": "",
-                          "fisher_js": float(rng.uniform()), "forget_drop": recovery + 0.01 * k,
-                          "controlled_recovery": recovery})
-    rows = {(r["dataset"], r["diagnostic"]): r for r in prediction_rows(cells)}
-    assert set(rows) == {(d, p) for d in ("a", "b", "all") for p in PREDICTORS}
-    assert rows["all", "mean_cka"]["spearman"] == pytest.approx(-1.0) and rows["all", "mean_cka"]["cells"] == 16
-    assert rows["a", "mean_cka"]["cells"] == 8
-    assert rows["a", "mean_pca_distance"]["cells"] == 0 and math.isnan(rows["a", "mean_pca_distance"]["spearman"])
-    pooled = rows["all", "fisher_js"]
-    expected = spearmanr([c["fisher_js"] for c in cells], [c["controlled_recovery"] for c in cells]).statistic
-    assert pooled["spearman"] == pytest.approx(expected) and pooled["low"] <= expected <= pooled["high"]
 
 
 def test_the_quantization_probe_leaves_the_model_as_it_was(tiny_model):

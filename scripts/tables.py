@@ -1,5 +1,6 @@
 from reversibility import runtime
 from reversibility.config import cells
+from reversibility.findings import FINDING_COLUMNS, finding_rows
 from reversibility.layout import local_results
 from reversibility.tables import (
     BENCHMARK_COLUMNS,
@@ -55,5 +56,7 @@ with runtime.job_log(snakemake.log[0]):
     prediction_cells = prediction_cell_rows(regimes, representations["summary"], representations["fisher"])
     write_csv(out.prediction_cells, PREDICTION_CELL_COLUMNS, prediction_cells)
     write_csv(out.prediction, PREDICTION_COLUMNS, prediction_rows(prediction_cells, snakemake.config["seed"]))
+    findings = finding_rows(regimes, representations["summary"], representations["layers"], representations["fisher"])
+    write_csv(out.findings, FINDING_COLUMNS, findings)
     write_csv(out.requests, REQUEST_COLUMNS, request_rows(grid, results=results))
     write_csv(out.relearning, RELEARNING_COLUMNS, relearning_rows(grid, results=results))

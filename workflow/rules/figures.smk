@@ -67,6 +67,11 @@ rule tables:
             caption="../report/prediction_table.rst",
             category="Tables",
         ),
+        findings=report(
+            "results/tables/findings.csv",
+            caption="../report/findings_table.rst",
+            category="Tables",
+        ),
     params:
         regimes=canonical(config["regimes"]),
     log:
@@ -83,11 +88,13 @@ rule figures:
         regimes="results/tables/regimes.csv",
         representations="results/tables/representations.csv",
         fisher_histograms="results/tables/fisher_histograms.csv",
+        fisher="results/tables/fisher.csv",
         requests="results/tables/requests.csv",
         relearning="results/tables/relearning.csv",
         recovery="results/tables/recovery.csv",
         quantization="results/tables/quantization.csv",
         prediction_cells="results/tables/prediction_cells.csv",
+        prediction="results/tables/prediction.csv",
     output:
         **figure_outputs(),
     log:

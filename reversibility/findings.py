@@ -38,12 +38,16 @@ def single_unlearning_is_mostly_reversible(cells: list[dict], _signature) -> tup
     singles = [c for c in cells if _int(c["n_requests"]) == 1]
     if not forgot:
         forgetting = _range([_number(c["forgetting"]) for c in singles])
-        return NOT_TESTABLE, f"no N = 1 cell forgot (forgetting {forgetting} of the gap, {len(singles)} cells)", read_from
+        evidence = f"no N = 1 cell forgot (forgetting {forgetting} of the gap, {len(singles)} cells)"
+        return NOT_TESTABLE, evidence, read_from
     paper = sum(_flag(c["reversible_paper"]) for c in forgot)
     controlled = sum(_flag(c["reversible_controlled"]) for c in forgot)
+    # The verdict is the matched budget's; a longer primary budget is a stronger attack, shown beside it.
+    back = sum(_number(c["forget_relearned"]) >= _number(c["forget_base"]) for c in forgot)
     verdict = HOLDS if 2 * paper > len(forgot) else PARTLY if paper else DOES_NOT_HOLD
     return (verdict, f"{paper} of {len(forgot)} N = 1 cells that forgot are reversible in the paper's view, "
-                     f"{controlled} against the control", read_from)
+                     f"{controlled} against the control, after the matched budget; after the primary budget "
+                     f"{back} are back at or above the base F.Acc", read_from + ", forget_relearned, forget_base")
 
 
 def continual_unlearning_collapses(cells: list[dict], _signature) -> tuple[str, str, str]:

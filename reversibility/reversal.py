@@ -68,7 +68,7 @@ def relearning_runs(relearning: Mapping, matched: int | None = None) -> list[dic
             continue
         if prefixes_exact and budget["learning_rate"] == rate and budget["steps"] <= steps:
             primary["measure_at"].add(budget["steps"])
-        elif not any((run["steps"], run["learning_rate"]) == (budget["steps"], budget["learning_rate"]) for run in runs):
+        elif (budget["steps"], budget["learning_rate"]) not in {(run["steps"], run["learning_rate"]) for run in runs}:
             runs.append({"learning_rate": budget["learning_rate"], "steps": budget["steps"],
                          "measure_at": {budget["steps"]}, "primary": False})
     return [*runs, primary]

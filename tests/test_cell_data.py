@@ -44,7 +44,8 @@ def test_relearning_on_the_forget_set_takes_the_cell_requests(two_domains):
 def test_the_unseen_split_gives_each_role_its_own_slice(two_domains):
     code, prose = two_domains
     assert [r["id"] for r in cell_data.control_set(code, 2)] == [f"c-unseen-{i}" for i in range(4)]
-    assert [r["id"] for r in cell_data.relearning_set(code, code, "unseen", 2)] == [f"c-unseen-{i}" for i in range(4, 8)]
+    relearned = cell_data.relearning_set(code, code, "unseen", 2)
+    assert [r["id"] for r in relearned] == [f"c-unseen-{i}" for i in range(4, 8)]
     assert [r["id"] for r in cell_data.baseline_set(code, code, "unseen", 2)] == [f"c-unseen-{i}" for i in range(8, 16)]
     # Another domain's unseen split is not the control's: it starts at its beginning.
     assert [r["id"] for r in cell_data.relearning_set(code, prose, "unseen", 1)] == ["p-unseen-0", "p-unseen-1"]

@@ -22,6 +22,7 @@ def test_single_unlearning_needs_n1_cells_that_forgot():
     cells = [cell(n=1), cell(n=1, method="ga"), cell(n=1, method="rlabel", reversible=False)]
     verdict, evidence, _ = single_unlearning_is_mostly_reversible(cells, {})
     assert verdict == HOLDS and evidence.startswith("2 of 3")
+    assert evidence.endswith("0 are back at or above the base F.Acc")
     verdict, _, _ = single_unlearning_is_mostly_reversible(cells[1:], {})
     assert verdict == PARTLY                         # 1 of 2 is not "mostly"
     verdict, _, _ = single_unlearning_is_mostly_reversible([cell(n=1, reversible=False)], {})

@@ -151,6 +151,7 @@ def _check_model(name: str, spec: Mapping[str, Any]) -> None:
     if spec["source"] == "scratch" and spec["hidden_size"] % spec["num_heads"]:
         raise ConfigError(f"{key}.hidden_size: {spec['hidden_size']} is not divisible by num_heads = "
                           f"{spec['num_heads']} (each attention head takes an equal share of the width)")
+    _check_sharding(key, spec)
     required = {"hub": ("hub_id",), "local": ("path",), "gguf": ("gguf_package", "gguf_file")}
     for field in required.get(spec["source"], ()):
         if not spec[field]:
@@ -169,6 +170,33 @@ def _check_model(name: str, spec: Mapping[str, Any]) -> None:
         if pickled and not any(folder.glob("*.safetensors")):
             raise ConfigError(f"{key}.path: {folder} holds pickled weights (.bin/.pt), which can run code when "
                               "loaded; convert them to safetensors first")
+
+
+def sharding_processes(spec: Mapping[str, Any]) -> int:
+    """The processes each training job of a model spec runs as (1: not sharded)."""
+    sharding = spec["sharding"]
+    if not sharding["enabled"]:
+        return 1
+    return sharding["processes"] or spec["resources"]["gpu"]
+
+
+def _check_sharding(key: str, spec: Mapping[str, Any]) -> None:
+    sharding, gpus = spec["sharding"], spec["resources"]["gpu"]
+    if not sharding["enabled"]:
+        return
+    if spec["lora"]["enabled"]:
+        raise ConfigError(f"{key}.sharding.enabled: sharding is for full fine-tuning; a LoRA adapter trains on one "
+                          f"GPU (set {key}.lora.enabled: false, or sharding.enabled: false)")
+    processes = sharding_processes(spec)
+    if processes < 2:
+        raise ConfigError(f"{key}.sharding.processes: sharding needs at least 2 processes; got {processes} "
+                          f"(set sharding.processes, or resources.gpu, which it defaults to)")
+    if gpus and processes != gpus:
+        raise ConfigError(f"{key}.sharding.processes: {processes} processes on resources.gpu = {gpus} GPUs; "
+                          "a sharded job runs one process per GPU")
+    if spec["threads"] < processes:
+        raise ConfigError(f"{key}.threads: {spec['threads']} CPU threads for {processes} sharded processes; "
+                          f"each process needs at least one (threads >= {processes})")
 
 
 def _check_defined(config, section: str, name: str, key: str) -> None:

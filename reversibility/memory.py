@@ -84,6 +84,16 @@ class ModelShape:
         embeddings = self.vocab * h * (1 if self.tied_embeddings else 2)
         return self.layers * (self.layer_linear_parameters + 2 * h) + h + embeddings
 
+    @property
+    def layer_parameters(self) -> int:
+        """One decoder layer's weights: its projections and two norms."""
+        return self.layer_linear_parameters + 2 * self.hidden
+
+    @property
+    def outer_parameters(self) -> int:
+        """The weights outside the decoder layers: embeddings, final norm, output head."""
+        return self.parameters - self.layers * self.layer_parameters
+
     def lora_parameters(self, rank: int) -> int:
         """A LoRA adapter of `rank` on q, k, v, o, gate, up, down: rank x (in + out) each."""
         h, q, kv, i = self.hidden, self.query_width, self.kv_width, self.intermediate
@@ -166,7 +176,7 @@ def recomputed_layer_bytes(shape: ModelShape, *, tokens: int, compute_bytes: int
 def training_memory(shape: ModelShape, *, batch: int, seq: int, compute_bytes: int,
                     lora_rank: int | None = None, reference: bool = False,
                     gradient_checkpointing: bool = False, forward_passes: int = 1,
-                    fused_optimizer: bool = True) -> dict[str, int]:
+                    fused_optimizer: bool = True, processes: int = 1) -> dict[str, int]:
     """Peak bytes of a training step (any after the first, once AdamW's state exists), per
     component, and their `total`. With P model parameters, P_lin of them matmul weights, P_t
     trainable ones (P for full fine-tuning, the adapter's for LoRA), c compute bytes (2 for
@@ -199,8 +209,25 @@ def training_memory(shape: ModelShape, *, batch: int, seq: int, compute_bytes: i
     `forward_passes` is 2 for methods whose loss runs the model on a forget and a retain batch
     before one backward (GA+GD, GA+KL, NPO+GD, NPO+KL, SimNPO). The reference logits are those of a KL
     term; NPO keeps only per-sequence sums, so for NPO they are an upper bound.
+
+    Sharded over G `processes` (sharding.py, full fine-tuning only), per process: weights,
+    gradients, optimiser and reference are 1/G of the above; activations and logits are those of
+    ceil(B / G) sequences; autocast's weight copies are not sharded (each process keeps the copies
+    of every layer it ran until the backward pass); and FSDP adds
+
+        gathered          4 (P_outer + 3 P_layer) + c (P_outer + 2 P_layer) with a reference:
+                          the whole float32 weights outside the layers (embeddings, output head)
+                          and of two layers (the one computing and the one prefetched), one
+                          layer's whole gradients before they are reduce-scattered, and the
+                          reference's gathered weights
+
+    alive with the activations, not at the optimiser step. This part is the formula's own: unlike
+    the rest it has not been checked against an allocator's peak.
     """
-    sizes = dict(tokens=batch * seq, compute_bytes=compute_bytes, lora_rank=lora_rank,
+    if processes > 1 and lora_rank is not None:
+        raise ValueError("sharding is for full fine-tuning; a LoRA job runs in one process")
+    per_process = -(-batch // processes)
+    sizes = dict(tokens=per_process * seq, compute_bytes=compute_bytes, lora_rank=lora_rank,
                  gradient_checkpointing=gradient_checkpointing)
     total_params = shape.parameters
     trainable = total_params if lora_rank is None else shape.lora_parameters(lora_rank)
@@ -208,20 +235,28 @@ def training_memory(shape: ModelShape, *, batch: int, seq: int, compute_bytes: i
     autocast = compute_bytes < FLOAT32
     cast_params = (shape.linear_parameters if lora_rank is None else trainable) if autocast else 0
     recomputed = recomputed_layer_bytes(shape, **sizes)
+    def shard(n_bytes: int) -> int:
+        return -(-n_bytes // processes)
+
+    gathered = 0
+    if processes > 1:
+        gathered = FLOAT32 * (shape.outer_parameters + 3 * shape.layer_parameters)
+        gathered += compute_bytes * (shape.outer_parameters + 2 * shape.layer_parameters) if reference else 0
     parts = {
-        "weights": FLOAT32 * trainable + compute_bytes * frozen,
-        "gradients": FLOAT32 * trainable,
-        "optimiser": ADAMW_STATES * FLOAT32 * trainable,
-        "optimiser_step": 0 if fused_optimizer else FLOAT32 * trainable,
+        "weights": shard(FLOAT32 * trainable) + compute_bytes * frozen,
+        "gradients": shard(FLOAT32 * trainable),
+        "optimiser": shard(ADAMW_STATES * FLOAT32 * trainable),
+        "optimiser_step": 0 if fused_optimizer else shard(FLOAT32 * trainable),
         "weight_cast_cache": compute_bytes * cast_params,
-        "reference": compute_bytes * total_params if reference and lora_rank is None else 0,
+        "reference": shard(compute_bytes * total_params) if reference and lora_rank is None else 0,
         "activations": forward_passes * activation_bytes(shape, **sizes) + recomputed,
-        "logits": FLOAT32 * batch * seq * shape.vocab * (
+        "logits": FLOAT32 * per_process * seq * shape.vocab * (
             LOGITS_TENSORS + (forward_passes - 1) + (KL_REFERENCE_TENSORS if reference else 0)),
+        "gathered": gathered,
     }
     kept = parts["activations"] - recomputed
     # Without checkpointing `recomputed` is 0 and this is the plain sum.
-    backward_start = kept + max(parts["weight_cast_cache"] + parts["logits"], recomputed)
+    backward_start = kept + max(parts["weight_cast_cache"] + parts["logits"], recomputed) + gathered
     optimiser_step = parts["gradients"] + parts["optimiser_step"]
     static = parts["weights"] + parts["optimiser"] + parts["reference"]
     parts["total"] = static + max(backward_start, optimiser_step)
@@ -257,6 +292,8 @@ README_JOBS = [
     ("full + reference", dict(reference=True)),
     ("full, checkpointing", dict(gradient_checkpointing=True)),
     ("full + reference, checkpointing", dict(reference=True, gradient_checkpointing=True)),
+    ("full + reference, checkpointing, sharded over 4", dict(reference=True, gradient_checkpointing=True,
+                                                             processes=4)),
     ("LoRA r8", dict(lora_rank=8)),
     ("LoRA r8, checkpointing", dict(lora_rank=8, gradient_checkpointing=True)),
 ]

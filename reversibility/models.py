@@ -30,8 +30,11 @@ ARCHITECTURES = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
 
 
 def pick_device(requested: str = "auto") -> torch.device:
+    """`auto`: the process's GPU (its own one under sharding), else the CPU."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from .sharding import device
+
+        return device()
     return torch.device(requested)
 
 
@@ -63,13 +66,15 @@ def n_parameters(model) -> int:
 
 
 def save_checkpoint(model, tokenizer, path: str | os.PathLike, provenance: Mapping[str, Any],
-                    base_checkpoint: str | os.PathLike | None = None) -> None:
-    """Write weights (or, for a LoRA model, its adapter), tokenizer and provenance, atomically."""
+                    base_checkpoint: str | os.PathLike | None = None,
+                    state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Write weights (or, for a LoRA model, its adapter), tokenizer and provenance, atomically.
+    `state_dict`: the weights to write in place of the model's own (a sharded model's, gathered)."""
     is_adapter = is_peft(model)
     if is_adapter and base_checkpoint is None:
         raise ValueError("saving a LoRA adapter needs the full checkpoint it adapts")
     with atomic_path(path, directory=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         weights = sorted(Path(tmp).glob("*.safetensors"))
         record = dict(provenance)

@@ -41,3 +41,16 @@ def configure_torch(threads: int, seed: int) -> None:
 
     torch.set_num_threads(max(1, int(threads)))
     seed_everything(seed)
+
+
+def training_job(stage, snakemake, **arguments) -> None:
+    """Run a training stage as the Snakemake job `snakemake`: in its log, with its threads and
+    config slice, and with the model spec's execution settings (gradient checkpointing, memory
+    only; sharding), read from the config so that switching them reruns nothing."""
+    from .config import sharding_processes
+    from .sharding import run
+
+    spec = snakemake.config["models"][snakemake.wildcards.model]
+    with job_log(snakemake.log[0]):
+        run(stage, sharding_processes(spec), threads=snakemake.threads, checkpointing=spec["gradient_checkpointing"],
+            **arguments, **snakemake.params.config)

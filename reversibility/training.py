@@ -10,6 +10,8 @@ step whose gradients overflow is skipped and the scale lowered, as loss scaling 
 Accumulating k micro-batches is exactly one step over a batch holding all their sequences: each
 micro-batch is told the step's totals of real targets and sequences for its role (forget or
 retain; tokenization.Batch), and the losses divide their sums by those totals (methods.py).
+Under sharding (sharding.py) each process takes its share of every micro-batch's sequences and
+the processes' gradients add up to the step's; the steps they record are the same.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Callable, Collection, Iterator, Mapping
 import torch
 from tqdm import tqdm
 
+from . import sharding
 from .precision import Precision
 from .tokenization import Batch, share_step_totals
 
@@ -122,19 +125,22 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
     progress = tqdm(range(total_steps), desc=desc, mininterval=5, disable=total_steps < 50)
     device = params[0].device if params else torch.device("cpu")
     scaler = precision.grad_scaler()
+    group = sharding.current()
     for step in progress:
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for micro_batch in step_micro_batches(micro_batches, settings.grad_accumulation, device):
+        for micro_batch in step_micro_batches(micro_batches, settings.grad_accumulation, device, group):
             with precision.autocast():
                 loss = loss_fn(model, micro_batch)
-            if not torch.isfinite(loss):
-                return _collapse(record, step_offset + step, f"non-finite loss {loss.item()}")
-            scaler.scale(loss).backward()
+            if not group.all(torch.isfinite(loss).item()):
+                return _collapse(record, step_offset + step, f"non-finite loss {group.total(loss.item())}")
+            # Sharded, the processes' gradients are averaged; their losses are shares of the step's.
+            scaler.scale(loss * group.size).backward()
             total += loss.item()
+        total = group.total(total)
         scaler.unscale_(optimizer)
         max_norm = settings.max_grad_norm if settings.max_grad_norm else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).item()
+        grad_norm = sharding.whole(torch.nn.utils.clip_grad_norm_(params, max_norm)).item()
         if not math.isfinite(grad_norm) and not scaler.is_enabled():
             return _collapse(record, step_offset + step, f"non-finite gradient norm {grad_norm}")
         lr = scheduler.get_last_lr()[0]
@@ -155,27 +161,26 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
             with precision.autocast():
                 record.evaluations.append({"step": step_offset + step + 1, **evaluate()})
             model.train()
-    if not all(torch.isfinite(p).all() for p in params):
+    if not group.all(all(torch.isfinite(sharding.local(p)).all() for p in params)):
         return _collapse(record, step_offset + total_steps, "non-finite weights")
     return record
 
 
-def step_micro_batches(micro_batches: Iterator[Any], count: int, device: torch.device | str = "cpu") -> list[Any]:
+def step_micro_batches(micro_batches: Iterator[Any], count: int, device: torch.device | str = "cpu",
+                       group: sharding.Group = sharding.Group()) -> list[Any]:
     """The `count` micro-batches of one optimiser step on the weights' `device`, each knowing the
-    step's totals.
+    step's totals; under sharding, this process's share of each.
 
     A micro-batch is a Batch or a tuple of them by role (forget, retain; None where a method uses
-    no such batch); anything else passes as drawn. One micro-batch is the whole step: its own
-    counts are the step's.
+    no such batch); anything else passes as drawn (and cannot be sharded). One micro-batch is the
+    whole step: its own counts are the step's.
     """
-    drawn = [on_device(next(micro_batches), device) for _ in range(count)]
-    if count == 1:
-        return drawn
-    if all(isinstance(micro_batch, Batch) for micro_batch in drawn):
-        return share_step_totals(drawn)
-    if all(isinstance(micro_batch, tuple) and is_role_tuple(micro_batch) for micro_batch in drawn):
-        return list(zip(*(share_step_totals(role) for role in zip(*drawn))))
-    return drawn
+    drawn = [next(micro_batches) for _ in range(count)]
+    if count > 1 and all(isinstance(micro_batch, Batch) for micro_batch in drawn):
+        drawn = share_step_totals(drawn)
+    elif count > 1 and all(isinstance(micro_batch, tuple) and is_role_tuple(micro_batch) for micro_batch in drawn):
+        drawn = list(zip(*(share_step_totals(role) for role in zip(*drawn))))
+    return [on_device(group.share(micro_batch), device) for micro_batch in drawn]
 
 
 def is_role_tuple(micro_batch: tuple) -> bool:

@@ -183,6 +183,22 @@ def test_the_paper_config_asks_for_gpus_only_where_models_run(tmp_path):
             assert not resources.get("gpu"), name
 
 
+def test_the_paper_configs_sharded_variants_ask_for_a_node_of_gpus_where_they_train(tmp_path):
+    import yaml
+
+    paper = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
+    for experiment in paper["experiments"]:
+        experiment["model"] += "-sharded"
+    jobs = []
+    plan(tmp_path, paper, jobs=jobs)
+    assert {"results/runs/yi-6b-sharded/arxiv/npo/n100/lr1e-05/relearned"} <= set(plan(tmp_path, paper))
+    for name, resources in jobs:
+        if name in {"base_model", "unlearn", "relearn"}:
+            assert resources["gpu"] == 4 and resources["mem_mb"] >= 160000, (name, resources)
+        elif name == "capture_base":      # one process, one device
+            assert resources["gpu"] == 1, resources
+
+
 # ----------------------------------------------------------------------------- a catalogue of bad configs
 # Each case breaks one thing; the dry run must stop before any job with a message naming it.
 
@@ -207,6 +223,10 @@ def _local_model(config, tmp_path, files):
     for filename, text in files.items():
         (folder / filename).write_text(text)
     config["models"]["micro"] = {"source": "local", "path": str(folder)}
+
+
+def _sharded(config, **spec):
+    config["models"]["micro"].update({"threads": 2, "sharding": {"enabled": True, "processes": 2}, **spec})
 
 
 BAD_CONFIGS = {
@@ -295,6 +315,14 @@ BAD_CONFIGS = {
     "a hub benchmark without an id": (lambda c, _: _benchmark(c, source="hub"), ["benchmarks.gsm8k.hub_id"]),
     "held-out problems of a dataset without them": (lambda c, _: _benchmark(c, source="held_out"),
                                                     ["experiments[0].benchmarks", "math_eval = 0"]),
+    "a sharded LoRA model": (lambda c, _: _sharded(c, lora={"enabled": True}),
+                             ["models.micro.sharding.enabled", "LoRA"]),
+    "sharding over one process": (lambda c, _: _sharded(c, sharding={"enabled": True}),
+                                  ["models.micro.sharding.processes", "at least 2", "got 0"]),
+    "sharded processes unlike the GPUs": (lambda c, _: _sharded(c, resources={"gpu": 4}),
+                                          ["models.micro.sharding.processes", "resources.gpu = 4"]),
+    "fewer threads than sharded processes": (lambda c, _: _sharded(c, threads=1),
+                                             ["models.micro.threads", "threads >= 2"]),
 }
 
 

@@ -104,6 +104,31 @@ def test_activations_of_yi_6b_by_hand():
     assert checkpointed["activations"] == 8 * 512 * (32 * 4 * h + 10 * h) + recomputed
 
 
+def test_sharded_parts_of_yi_6b_by_hand():
+    """Over 4 processes: a quarter of the weights, gradients, AdamW state and reference, the
+    activations and logits of 2 of the 8 sequences, autocast's copies whole, and the gathered
+    float32 weights outside the layers and of three layers' worth (+ bf16 for the reference)."""
+    p, h, i = 6_061_035_520, 4096, 11008
+    layer = 2 * h * h + 2 * h * 512 + 3 * h * i + 2 * h
+    outer = 2 * 64000 * h + h
+    assert YI_6B.layer_parameters == layer and YI_6B.outer_parameters == outer
+    whole = training_memory(YI_6B, batch=8, seq=512, compute_bytes=2, reference=True, gradient_checkpointing=True)
+    sharded = training_memory(YI_6B, batch=8, seq=512, compute_bytes=2, reference=True, gradient_checkpointing=True,
+                              processes=4)
+    for part in ("weights", "gradients", "optimiser", "reference"):
+        assert sharded[part] == whole[part] / 4, part
+    assert sharded["weight_cast_cache"] == whole["weight_cast_cache"]
+    two_sequences = training_memory(YI_6B, batch=2, seq=512, compute_bytes=2, reference=True,
+                                    gradient_checkpointing=True)
+    assert sharded["activations"] == two_sequences["activations"] and sharded["logits"] == two_sequences["logits"]
+    assert sharded["gathered"] == 4 * (outer + 3 * layer) + 2 * (outer + 2 * layer)
+    assert whole["gathered"] == 0
+    # The paper's full fine-tuning with a reference needs more than an 80 GB GPU, sharded over 4 not.
+    assert whole["total"] > 80e9 > sharded["total"]
+    with pytest.raises(ValueError, match="full fine-tuning"):
+        training_memory(YI_6B, batch=8, seq=512, compute_bytes=2, lora_rank=8, processes=4)
+
+
 def test_formula_is_torch_free_at_import():
     import reversibility.memory
 
@@ -117,7 +142,7 @@ def test_formula_is_torch_free_at_import():
 
 def test_readme_table_in_gib():
     table = readme_table().splitlines()
-    assert table[0].startswith("| job | weights |") and len(table) == 2 + 2 * 6
+    assert table[0].startswith("| job | weights |") and len(table) == 2 + 2 * 7
     total = training_memory(YI_6B, batch=8, seq=512, compute_bytes=2)["total"]
     assert next(row for row in table if row.startswith("| Yi-6B full |")).endswith(f"| {total / 2**30:.1f} |")
     assert format_gib(3 * 2**30) == "3.0 GiB"

@@ -1,5 +1,5 @@
 """The micro workflow dispatched to a real Slurm cluster on this machine (tests/slurm/cluster.sh
-starts it: slurmctld, slurmd with a fake GPU, slurmdbd on MariaDB so that sacct works)."""
+starts it: slurmctld, slurmd with two fake GPUs, slurmdbd on MariaDB so that sacct works)."""
 
 import os
 import subprocess
@@ -37,7 +37,9 @@ def sacct(since: str) -> list[dict]:
 
 def test_the_micro_workflow_runs_as_slurm_jobs_and_a_rerun_submits_nothing(cluster, tmp_path):
     config = yaml.safe_load(MICRO_CONFIG.read_text())
-    config["models"]["micro"]["resources"] = {"gpu": 1, "mem_mb": 2000, "runtime": 30}
+    # Training jobs sharded over the node's two (fake) GPUs, as two CPU processes here.
+    config["models"]["micro"].update(resources={"gpu": 2, "mem_mb": 2000, "runtime": 30}, threads=2,
+                                     sharding={"enabled": True})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     command = ["--profile", str(REPO / "profiles/slurm"), "--default-resources", "slurm_account=default",
@@ -56,8 +58,11 @@ def test_the_micro_workflow_runs_as_slurm_jobs_and_a_rerun_submits_nothing(clust
     cells = [j for j in jobs if j["Comment"].startswith("rule_cell_")]
     assert len(cells) == 2, jobs               # one Slurm job per grid cell: unlearn, relearn, metrics
     assert all(rule in cells[0]["Comment"] for rule in ("unlearn", "relearn", "metrics", "diagnostics"))
-    for job in (rules["base_model"], rules["capture_base"], *cells):
-        assert "gres/gpu=1" in job["ReqTRES"], job                      # sbatch --gpus from the model spec
+    for job in (rules["base_model"], *cells):
+        assert "gres/gpu=2" in job["ReqTRES"] and "cpu=2" in job["ReqTRES"], job   # --gpus from the model spec
+    assert "gres/gpu=1" in rules["capture_base"]["ReqTRES"]            # a capture runs in one process
+    base_log = (tmp_path / "results/logs/base_model/micro/github.log").read_text()
+    assert "sharded over 2 processes" in base_log
     for rule in ("prepare_data", "metrics_base"):
         assert "gres/gpu" not in rules[rule]["ReqTRES"], rules[rule]
     assert (tmp_path / "results/tables/metrics.csv").exists()

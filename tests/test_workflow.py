@@ -8,10 +8,12 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 from browser import Page, find_browser
 from conftest import REPO, plan, run_snakemake
 from reversibility.activations import Capture
+from reversibility.io import read_json
 from reversibility.representations import linear_cka
 from reversibility.tables import read_csv
 
@@ -191,6 +193,35 @@ def test_adding_a_benchmark_reruns_the_captures_but_no_training(micro_copy, micr
 def test_switching_gradient_checkpointing_plans_nothing(micro_copy, micro_config):
     micro_config["models"]["micro"]["gradient_checkpointing"] = True
     assert plan(micro_copy, micro_config) == []
+
+
+SHARDED = {"threads": 2, "sharding": {"enabled": True, "processes": 2}}
+
+
+def test_switching_sharding_plans_nothing(micro_copy, micro_config):
+    micro_config["models"]["micro"].update(SHARDED)
+    assert plan(micro_copy, micro_config) == []
+
+
+def test_a_sharded_cell_runs_through_snakemake_to_the_weights_of_one_process(micro_copy, micro_config):
+    """A cell's unlearning and relearning rerun as 2 processes each (FSDP2 on gloo)."""
+    from safetensors.torch import load_file
+
+    micro_config["models"]["micro"].update(SHARDED)
+    (micro_copy / "config.yaml").write_text(yaml.safe_dump(micro_config))
+    cell = "micro/github/ga/n2/lr0.001"
+    checkpoints = {stage: micro_copy / f"results/runs/{cell}/{stage}" for stage in ("unlearned", "relearned")}
+    single = {stage: load_file(path / "model.safetensors") for stage, path in checkpoints.items()}
+    result = run_snakemake(micro_copy, "--cores", "2", "--forcerun", "unlearn", "relearn", "--",
+                           f"results/metrics/{cell}/reversal.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (micro_copy / f"results/logs/unlearn/{cell}.log").read_text()
+    assert "sharded over 2 processes" in log and "[process 0/2]" in log
+    for stage, path in checkpoints.items():
+        assert read_json(path / "provenance.json")["sharding"] == {"processes": 2}
+        sharded = load_file(path / "model.safetensors")
+        assert sharded.keys() == single[stage].keys()
+        assert max((sharded[k] - single[stage][k]).abs().max().item() for k in sharded) < 1e-5, stage
 
 
 def test_settings_of_a_method_outside_the_grid_plan_nothing(micro_copy, micro_config):

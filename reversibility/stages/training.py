@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import cell_data, data
+from .. import cell_data, data, sharding
 from ..capture import token_accuracy
 from ..io import read_json, write_json
 from ..methods import get_method
@@ -44,12 +44,14 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
     when the spec's `lora.enabled` is set. The base checkpoint is always full weights.
     `checkpointing`: gradient checkpointing (memory only; the weights are the same). A model whose
     positions cannot hold `max_length` tokens, or a prompt and `generation_tokens` (the longest
-    benchmark budget), is refused before it trains.
+    benchmark budget), is refused before it trains. Sharded (sharding.py), every process loads the
+    model on the host and trains its shard; the first writes the checkpoint.
     """
     run_seed = derive_seed(seed, "base", model_name, Path(data_dir).name)
     configure_torch(threads, run_seed)
     recorder = Recorder(params={"spec": dict(spec), "seed": seed},
                         inputs={"manifest": Path(data_dir) / "manifest.json"}, seed=run_seed)
+    group = sharding.current()
     device = pick_device()
     precision = Precision.of(spec["dtype"], device)
     source = spec["source"]
@@ -57,12 +59,14 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
     # Weights that train are float32; under an adapter the base is frozen, in the compute dtype.
     dtype = precision.compute if adapted else WEIGHTS
     if source == "scratch":
-        tokenizer = train_bpe((r["text"] for r in data.load_split(data_dir, "background")), spec["vocab_size"])
-        model = build_scratch_model(spec, tokenizer, run_seed).to(device)
+        # One tokenizer for every process: the first trains it.
+        tokenizer = group.from_main(train_bpe((r["text"] for r in data.load_split(data_dir, "background")),
+                                              spec["vocab_size"]) if group.main else None)
+        model = build_scratch_model(spec, tokenizer, run_seed).to(loading_device(group, device))
     elif source == "hub":
-        model, tokenizer = load_pretrained(spec, device, dtype)
+        model, tokenizer = load_pretrained(spec, loading_device(group, device), dtype)
     else:
-        model, tokenizer = load_pretrained_local(pretrained_dir or spec["path"], device, dtype,
+        model, tokenizer = load_pretrained_local(pretrained_dir or spec["path"], loading_device(group, device), dtype,
                                                  spec["trust_remote_code"])
     log.info("model %s: %d parameters, vocabulary %d", model_name, n_parameters(model), len(tokenizer))
     check_positions(model, model_name, spec["max_length"], generation_tokens)
@@ -72,7 +76,7 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
     sequences = tokenized(tokenizer, members, spec["max_length"])
     steps = training["epochs"] * -(-len(sequences) // training["batch_size"])
     if steps:
-        trained = add_lora(model, spec["lora"]) if adapted else model
+        trained = sharding.shard(add_lora(model, spec["lora"]) if adapted else model, group)
         with gradient_checkpointing(trained, checkpointing):
             record = finetune(trained, sequences, steps, training["batch_size"], OptimSettings.from_config(training),
                               tokenizer.pad_token_id, run_seed, desc="base training", precision=precision)
@@ -82,7 +86,25 @@ def train_base(data_dir: PathLike, out_dir: PathLike, model_name: str, spec: Map
         model = merge_adapter(trained) if adapted else trained
         recorder.extra["training"] = {"steps": steps, "final_loss": record.steps[-1]["loss"]}
     recorder.extra["precision"] = precision.record()
-    save_checkpoint(model, tokenizer, out_dir, recorder.record())
+    save_trained(model, tokenizer, out_dir, recorder, group)
+
+
+def loading_device(group: sharding.Group, device):
+    """Where a model that will train is loaded: the host when sharded (`fully_shard` moves each
+    process's shard to its device), else the device itself."""
+    return "cpu" if group.sharded else device
+
+
+def save_trained(model, tokenizer, out_dir: PathLike, recorder: Recorder, group: sharding.Group,
+                 base_checkpoint: PathLike | None = None) -> None:
+    """Write a trained model's checkpoint: every process calls it, the first writes (a sharded
+    model's weights gathered whole)."""
+    if group.sharded:
+        recorder.extra["sharding"] = {"processes": group.size}
+    weights = sharding.full_state_dict(model, group)
+    if group.main:
+        save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_checkpoint,
+                        state_dict=weights)
 
 
 def check_positions(model, model_name: str, max_length: int, generation_tokens: int) -> None:
@@ -108,7 +130,7 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
 
     Writes the unlearned checkpoint and, at `curve_path`, the accuracies after each request.
     Weights train in float32 under autocast in `dtype` (precision.py); the frozen reference of
-    NPO and KL methods is held in `dtype`.
+    NPO and KL methods is held in `dtype`. Sharded, the reference is sharded too.
     """
     run_seed = derive_seed(seed, cell, "unlearn")
     configure_torch(threads, run_seed)
@@ -116,9 +138,11 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
               "learning_rate": learning_rate, "unlearning": dict(unlearning), "baseline": baseline,
               "curves": dict(curves), "lora": dict(lora), "dtype": dtype, "seed": seed}
     recorder = Recorder(params=params, inputs={"base": base_dir}, seed=run_seed)
+    group = sharding.current()
     device = pick_device()
     precision = Precision.of(dtype, device)
-    model, tokenizer = trainable_model(base_dir, device, precision, lora)
+    model, tokenizer = trainable_model(base_dir, loading_device(group, device), precision, lora)
+    model = sharding.shard(model, group)
     chosen = get_method(method)
     if not chosen.uses_reference:
         reference = None
@@ -126,7 +150,8 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
         # Only the adapter trains; the reference is the same model with the adapter switched off.
         reference = AdapterDisabled(model)
     else:
-        reference = load_checkpoint(base_dir, device, precision.compute)[0].requires_grad_(False)
+        reference = load_checkpoint(base_dir, loading_device(group, device), precision.compute)[0]
+        reference = sharding.shard(reference.requires_grad_(False), group)
 
     forget = data.load_split(data_dir, "forget")
     requests = [tokenized(tokenizer, [r for r in forget if r["request"] == k], max_length)
@@ -154,8 +179,9 @@ def unlearn(base_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, curve_
                                   after_request=after_request if curves["after_each_request"] else None,
                                   precision=precision)
     recorder.extra.update(outcome(record), training=record.steps, precision=precision.record())
-    save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
-    write_json(curve_path, {"collapsed": record.collapsed, "requests": record.evaluations})
+    save_trained(model, tokenizer, out_dir, recorder, group, base_checkpoint=base_dir)
+    if group.main:
+        write_json(curve_path, {"collapsed": record.collapsed, "requests": record.evaluations})
 
 
 def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, source_data_dir: PathLike,
@@ -173,16 +199,21 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     relearning on the forgotten samples, the same run measured there for any other source); keeps
     the model of the primary budget as the relearned stage and captures it. Writes
     the relearning-efficiency curve (`curve_path`) and the reversal measures (`reversal_path`).
-    Quantization rounds float32 weights; captures read the weights cast to `dtype`.
+    Quantization rounds float32 weights; captures read the weights cast to `dtype`. Sharded
+    (sharding.py), the first process alone measures, quantizes and captures the unlearned model,
+    on one device, before all of them relearn; it writes the outputs and captures the relearned
+    model, gathered whole.
     """
     run_seed = derive_seed(seed, cell, "relearn")
     configure_torch(threads, run_seed)
     params = {"n_requests": n_requests, "relearning": dict(relearning), "quantization": dict(quantization),
               "curves": dict(curves), "dtype": dtype, "seed": seed}
     recorder = Recorder(params=params, inputs={"unlearned": unlearned_dir}, seed=run_seed)
+    group = sharding.current()
     device = pick_device()
     precision = Precision.of(dtype, device)
-    model, tokenizer = load_checkpoint(unlearned_dir, device, WEIGHTS)   # an adapter comes merged
+    # An adapter comes merged.
+    model, tokenizer = load_checkpoint(unlearned_dir, device if group.main else "cpu", WEIGHTS)
     capture = {"capture_config": capture_config, "max_length": max_length, "benchmarks": benchmarks,
                "benchmark_dirs": benchmark_dirs}
 
@@ -203,11 +234,14 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
             return accuracies(model, {name: probes[name] for name in names or ("forget", "retain")},
                               tokenizer.pad_token_id)
 
-    unlearned = evaluate("forget", "retain", "unseen")
-    quantized = [{**q, "forget_gain": gain(q, unlearned, "forget")}
-                 for q in quantization_probe(model, quantization["bits"], evaluate)]
-    capture_model(model.to(precision.compute), tokenizer, unlearned_dir, data_dir, captures["unlearned"],
-                  n_requests=n_requests, **capture)
+    unlearned = quantized = None
+    if group.main:
+        unlearned = evaluate("forget", "retain", "unseen")
+        quantized = [{**q, "forget_gain": gain(q, unlearned, "forget")}
+                     for q in quantization_probe(model, quantization["bits"], evaluate)]
+        capture_model(model.to(precision.compute), tokenizer, unlearned_dir, data_dir, captures["unlearned"],
+                      n_requests=n_requests, **capture)
+    unlearned, quantized = group.from_main((unlearned, quantized))
     unlearned_record = read_json(Path(unlearned_dir) / CHECKPOINT_RECORD)
     base_dir = None
     if "base_checkpoint" in unlearned_record:
@@ -215,8 +249,10 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
         base_dir = Path(unlearned_dir).parent / unlearned_record["base_checkpoint"]
         model, tokenizer = load_checkpoint(unlearned_dir, device, precision.compute, trainable_adapter=True)
         unlearned = evaluate("forget", "retain", "unseen")
-    elif precision.mixed:
-        model, tokenizer = load_checkpoint(unlearned_dir, device, WEIGHTS)   # the cast above rounded it
+    elif precision.mixed or group.sharded:
+        # The cast above rounded it; sharded, every process loads it on the host to shard it.
+        model, tokenizer = load_checkpoint(unlearned_dir, loading_device(group, device), WEIGHTS)
+    model = sharding.shard(model, group)
     start = snapshot(model)
 
     def relearn_on(sequences, run, measure, evaluate_every=0) -> tuple[TrainRecord, dict[int, dict]]:
@@ -262,13 +298,17 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     if unlearned_record.get("collapsed"):
         result["collapsed"] = True
     recorder.extra.update(result, training=record.steps, precision=precision.record())
-    save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_dir)
+    save_trained(model, tokenizer, out_dir, recorder, group, base_checkpoint=base_dir)
+    if not group.main:
+        return
     write_json(curve_path, {"collapsed": result["collapsed"],
                             "steps": [{"step": 0, **unlearned}, *record.evaluations]})
     write_json(reversal_path, {"collapsed": result["collapsed"], "control": control_kind, "matched_steps": matched,
                                "unlearned": unlearned, "budgets": budgets, "quantization": quantized})
     if base_dir is not None:
         model = merge_adapter(model)
+    elif group.sharded:
+        model, tokenizer = load_checkpoint(out_dir, device, precision.compute)   # whole, on one device
     capture_model(model.to(precision.compute), tokenizer, out_dir, data_dir, captures["relearned"],
                   n_requests=n_requests, **capture)
 

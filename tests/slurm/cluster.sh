@@ -46,7 +46,7 @@ LogFile=/var/log/slurm/slurmdbd.log
 CONF
     chmod 600 /etc/slurm/slurmdbd.conf
 
-    # A node with a fake GPU: slurmd keeps a GRES only when gres.conf names a device file.
+    # A node with two fake GPUs: slurmd keeps a GRES only when gres.conf names a device file.
     cat >/etc/slurm/slurm.conf <<CONF
 ClusterName=reversibility
 SlurmctldHost=localhost
@@ -72,10 +72,10 @@ AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
 AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:fake:1 State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEMORY_MB Gres=gpu:fake:2 State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
-    echo "NodeName=$NODE Name=gpu Type=fake File=/dev/null" >/etc/slurm/gres.conf
+    printf 'NodeName=%s Name=gpu Type=fake File=%s\n' "$NODE" /dev/null "$NODE" /dev/zero >/etc/slurm/gres.conf
 
     pgrep -x slurmdbd >/dev/null || slurmdbd
     for _ in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 1; done

@@ -13,7 +13,7 @@ rule capture_base:
         config=capture_params,
     threads: model_threads
     resources:
-        gpu=model_resource("gpu"),
+        gpu=model_resource("gpu", one_process=True),
         gpu_model=model_resource("gpu_model"),
         mem_mb=model_resource("mem_mb"),
         runtime=model_resource("runtime"),

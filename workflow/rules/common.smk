@@ -101,11 +101,14 @@ def model_threads(wildcards):
     return model_spec(wildcards)["threads"]
 
 
-def model_resource(name):
-    """A resource of the model's jobs, from its spec (`models.<model>.resources`)."""
+def model_resource(name, one_process=False):
+    """A resource of the model's jobs, from its spec (`models.<model>.resources`). A job that runs
+    as `one_process` (a capture) asks for one GPU of those a sharded training job asks for."""
 
     def resource(wildcards):
         value = model_spec(wildcards)["resources"][name]
+        if one_process and name == "gpu" and value:
+            value = 1
         return value if value is not None else ""
 
     return resource
@@ -192,7 +195,7 @@ def lora_base_input(wildcards):
 
 # Keys of a model spec that change how a job runs, not what it computes: changing them reruns
 # nothing (jobs read them from the config).
-EXECUTION_KEYS = ("threads", "resources", "gradient_checkpointing")
+EXECUTION_KEYS = ("threads", "resources", "gradient_checkpointing", "sharding")
 
 
 def base_params(wildcards):

@@ -56,7 +56,9 @@ def token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, to
     real = targets[mask]
     probs = logprobs.exp()
     mu = (probs * logprobs).sum(-1)
-    sigma = ((probs * logprobs.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
+    # The spread about the mean, not E[l^2] - mu^2: that difference of two numbers near
+    # (log V)^2 loses most of float32's digits when the prediction is flat.
+    sigma = (probs * (logprobs - mu.unsqueeze(-1)).square()).sum(-1).sqrt()
     values = {"logprob": logprobs.gather(-1, real.unsqueeze(-1)).squeeze(-1),
               "correct": logprobs.argmax(-1) == real, "mu": mu, "sigma": sigma}
     stats = {"mask": mask}

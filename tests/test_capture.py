@@ -73,6 +73,19 @@ def test_token_statistics_on_hand_built_logits():
     assert stats["sigma"][0, 0].item() == pytest.approx(np.sqrt((p * (np.log(p) - mu) ** 2).sum()), rel=1e-4)
 
 
+def test_the_spread_of_a_flat_prediction_over_an_llm_vocabulary_keeps_its_digits():
+    """Nearly uniform over 151,936 tokens (Qwen2.5's vocabulary): the log-probabilities' spread
+    is 1e-3 around a mean of -11.9; E[l^2] - mu^2 in float32 would lose it to rounding."""
+    generator = torch.Generator().manual_seed(0)
+    logits = 1e-3 * torch.randn(1, 2, 151_936, generator=generator)
+    labels = torch.tensor([[0, 7]])
+    sigma = token_statistics(logits, labels)["sigma"][0, 0].item()
+    logprobs = torch.log_softmax(logits[0, 0].double(), dim=-1)
+    p = logprobs.exp()
+    expected = (p * (logprobs - (p * logprobs).sum()).square()).sum().sqrt().item()
+    assert sigma == pytest.approx(expected, rel=1e-3)
+
+
 def test_capture_file_round_trip_and_incomplete_files_are_refused(tmp_path):
     rng = np.random.default_rng(0)
     split = {"ids": ["a#0", "b#1"], "features": [rng.normal(size=(2, 4)) for _ in range(3)],

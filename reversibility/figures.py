@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -34,7 +35,9 @@ REGIME_VIEWS = {"regime_paper": "paper: raw relearned F.Acc",
 
 
 def colour(method: str):
-    return METHOD_COLOURS.get(method, _PALETTE[(hash(method) % 10)])
+    """A method's colour, the same in every figure job: an unlisted method's comes from a checksum
+    of its name (Python's own hash() of a string changes from one process to the next)."""
+    return METHOD_COLOURS.get(method, _PALETTE[zlib.crc32(method.encode()) % len(_PALETTE)])
 
 
 def number(value) -> float:

@@ -2,6 +2,7 @@
 expected panels and series."""
 
 import itertools
+import os
 
 import matplotlib.pyplot as plt
 import pytest
@@ -167,6 +168,17 @@ def test_the_fisher_histograms_show_the_share_below_their_range(tmp_path, kept):
 def test_method_colours_are_fixed_across_figures():
     assert figures.colour("npo") == figures.METHOD_COLOURS["npo"]
     assert len(set(figures.METHOD_COLOURS.values())) == len(figures.METHOD_COLOURS)
+
+
+def test_an_unlisted_methods_colour_is_the_same_in_every_process():
+    """Each figure is drawn by its own job: a colour must not depend on the process's hash seed."""
+    import subprocess
+    import sys
+
+    code = "from reversibility.figures import colour; print(colour('my_new_method'))"
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(seen) == 1
     plt.close("all")
 
 

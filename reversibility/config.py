@@ -17,7 +17,10 @@ from typing import Any, Iterator, Mapping
 
 from .sources import template_fields
 
-STAGES = ("unlearned", "relearned")
+# A model's stages in a cell: the base it starts from, then the model after unlearning and after
+# relearning. The cell's jobs make the last two; the base is shared by every cell of its pair.
+STAGES = ("base", "unlearned", "relearned")
+CELL_STAGES = STAGES[1:]
 
 
 class ConfigError(ValueError):

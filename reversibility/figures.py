@@ -20,7 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-STAGES = ("base", "unlearned", "relearned")
+from .config import STAGES  # noqa: E402
+
 STAGE_STYLE = {"base": ":", "unlearned": "-", "relearned": "--"}
 METHOD_ORDER = ("ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "rlabel", "simnpo", "finetune")
 _PALETTE = plt.get_cmap("tab10").colors

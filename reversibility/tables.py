@@ -12,7 +12,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Iterable, Mapping, Sequence
 
-from .config import Cell, lr_label
+from .config import CELL_STAGES, STAGES, Cell, lr_label
 from .io import atomic_path, read_json, rerun_hint
 from .layout import RESULTS, curve_json, diagnostics_json, metrics_json
 from .metrics import ATTACKS, privacy_leak, regime
@@ -94,7 +94,7 @@ def read_metrics(path: str | os.PathLike) -> dict:
     return result
 
 
-def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlearned", "relearned"),
+def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES,
                  results: str = RESULTS) -> list[dict]:
     """One row per cell and stage; the privacy leak compares each attack's AUC with the base's."""
     rows = []
@@ -114,7 +114,7 @@ def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlear
     return rows
 
 
-def benchmark_rows(cells: Iterable[Cell], stages: Sequence[str] = ("base", "unlearned", "relearned"),
+def benchmark_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES,
                    results: str = RESULTS) -> list[dict]:
     """One row per cell, stage and benchmark: the accuracy of greedy answers."""
     rows = []
@@ -142,7 +142,7 @@ def regime_rows(metrics: list[dict], recovery: list[dict], thresholds: Mapping[s
     rows = []
     for key, stages in by_cell.items():
         accuracies = {f"{split}_{stage}": _number(stages[stage][f"{split}_accuracy"])
-                      for stage in ("base", "unlearned", "relearned") for split in ("forget", "retain")}
+                      for stage in STAGES for split in ("forget", "retain")}
         budget = matched.get(key, {})
         measured = {"forget_relearned_matched": budget.get("forget_relearned"),
                     "forget_gain_matched": budget.get("forget_gain"),
@@ -176,7 +176,7 @@ def single_unlearning_rows(metrics: list[dict]) -> list[dict]:
 def latex_table(rows: list[dict]) -> str:
     """The single-unlearning table as a LaTeX tabular (booktabs): one line per method and
     learning rate, MIA / F.Acc / R.Acc for each stage."""
-    stages = ("base", "unlearned", "relearned")
+    stages = STAGES
     header = " & ".join(["Model", "Data", "Method", "lr"] + [f"{m} ({s[0].upper()})" for s in stages
                                                                for m in ("MIA", "F.Acc", "R.Acc")])
     lines = ["\\begin{tabular}{llll" + "r" * 9 + "}", "\\toprule", header + " \\\\", "\\midrule"]
@@ -209,7 +209,7 @@ def _number(value) -> float:
     return float("nan") if value is None or value == "" else float(value)
 
 
-def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = ("unlearned", "relearned"),
+def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = CELL_STAGES,
                         results: str = RESULTS) -> dict[str, list]:
     """Per-layer diagnostics, their per-split summaries, Fisher comparisons (on each sample set)
     and the histograms of the Fisher on the cell's forgotten samples."""

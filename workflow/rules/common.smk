@@ -9,7 +9,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 )
 
-from reversibility.config import STAGES, canonical, cells, check, experiment_benchmarks, lr_label  # noqa: E402
+from reversibility.config import CELL_STAGES, canonical, cells, check, experiment_benchmarks, lr_label  # noqa: E402
 from reversibility.benchmarks import PROBLEM_KEYS as BENCHMARK_PROBLEM_KEYS  # noqa: E402
 from reversibility.data import SPLITS  # noqa: E402
 from reversibility.layout import BENCHMARK_FIGURE, FIGURE_KINDS, TABLES  # noqa: E402
@@ -29,7 +29,7 @@ wildcard_constraints:
     method=r"[a-z0-9_]+",
     n=r"[0-9]+",
     lr=r"[0-9][0-9.e+-]*",
-    stage="|".join(STAGES),
+    stage="|".join(CELL_STAGES),
     benchmark=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -77,7 +77,7 @@ def final_outputs():
 
 def all_metrics():
     base = {f"results/metrics/{c.model}/{c.dataset}/base/n{c.n_requests}.json" for c in grid_cells()}
-    stages = [f"results/metrics/{c.key}/{stage}.json" for c in grid_cells() for stage in STAGES]
+    stages = [f"results/metrics/{c.key}/{stage}.json" for c in grid_cells() for stage in CELL_STAGES]
     return sorted(base) + stages
 
 
@@ -87,7 +87,7 @@ def all_curves():
 
 
 def all_diagnostics():
-    return [f"results/diagnostics/{c.key}/{stage}.json" for c in grid_cells() for stage in STAGES]
+    return [f"results/diagnostics/{c.key}/{stage}.json" for c in grid_cells() for stage in CELL_STAGES]
 
 
 # ----------------------------------------------------------------------------- lookups

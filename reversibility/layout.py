@@ -52,11 +52,6 @@ def benchmark_dirs(inputs) -> dict[str, str]:
             if key.startswith("benchmark_") and not key.endswith("_manifest")}
 
 
-# Every tidy table (results/tables/<name>.csv), written by the tables rule.
-TABLES = ("metrics", "benchmarks", "regimes", "single_unlearning", "representations", "representation_summary", "fisher",
-          "fisher_histograms", "requests", "relearning", "recovery", "quantization", "prediction_cells",
-          "prediction", "findings")
-
 # Every figure drawn per (model, dataset), with its report category; captions live in
 # workflow/report/figures/<name>.rst and the drawing functions in figures.FIGURES. The benchmark
 # figure is drawn only for experiments with benchmarks (a figure of nothing is not a result).

@@ -1,6 +1,9 @@
 """Tidy tables over the whole grid: one row per (model, dataset, method, N, lr, stage[, layer]).
 
-Figures and users read these CSVs; the per-cell JSONs stay the source of truth.
+Figures and users read these CSVs; the per-cell JSONs stay the source of truth. Every table is
+declared once, in `TABLES` at the end of this module (its name, columns, row builder, whether the
+report shows it, other renderings); the tables rule's outputs, its script and the report derive
+from that registry.
 """
 
 from __future__ import annotations
@@ -8,12 +11,14 @@ from __future__ import annotations
 import csv
 import functools
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .config import CELL_STAGES, STAGES, Cell, lr_label
 from .io import atomic_path, read_json, rerun_hint
+from .findings import FINDING_COLUMNS, finding_rows
 from .layout import RESULTS, curve_json, diagnostics_json, metrics_json
 from .metrics import ATTACKS, privacy_leak, regime
 from .prediction import correlate
@@ -382,6 +387,13 @@ def _cell_only(cell: Cell) -> dict:
 
 
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping]) -> None:
+    """Rows as a CSV with exactly `columns`: a row with a column missing or one more is refused,
+    naming the file and the columns, before anything is written."""
+    rows, expected = list(rows), set(columns)
+    for index, row in enumerate(rows):
+        if set(row) != expected:
+            raise ValueError(f"{path}: row {index} does not have the table's columns: missing "
+                             f"{sorted(expected - set(row))}, unexpected {sorted(set(row) - expected)}")
     with atomic_path(path) as tmp:
         with tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(columns))
@@ -393,3 +405,89 @@ def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Ma
 def read_csv(path: str | os.PathLike) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class GridResults:
+    """What the row builders read: the grid's cells, the folder of their per-cell results, the
+    regime thresholds and the seed of the bootstrap. A table built from other tables asks for
+    them with `rows(name)`; each table and each shared reader (`read`) runs once."""
+
+    def __init__(self, grid: Sequence[Cell], results: str = RESULTS, regimes: Mapping[str, float] | None = None,
+                 seed: int = 0):
+        self.grid, self.results, self.regimes, self.seed = list(grid), results, regimes or {}, seed
+        self._built: dict[str, list[dict]] = {}
+        self._read: dict[Callable, Any] = {}
+
+    def rows(self, name: str) -> list[dict]:
+        if name not in self._built:
+            self._built[name] = TABLES[name].build(self)
+        return self._built[name]
+
+    def read(self, reader: Callable[..., Any]) -> Any:
+        """The result of `reader(grid, results=...)`, read once for every table that needs it."""
+        if reader not in self._read:
+            self._read[reader] = reader(self.grid, results=self.results)
+        return self._read[reader]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A tidy table, `results/tables/<name>.csv`. `caption`: shown in the report, with the text of
+    workflow/report/tables/<name>.rst. `renderings`: other files made from its rows, by suffix
+    (`<name>.<suffix>`)."""
+
+    columns: Sequence[str]
+    build: Callable[[GridResults], list[dict]]
+    caption: bool = True
+    renderings: Mapping[str, Callable[[list[dict]], str]] = field(default_factory=dict)
+
+
+def _representations(part: str) -> Callable[[GridResults], list[dict]]:
+    return lambda grid: grid.read(representation_rows)[part]
+
+
+def _reversal(part: str) -> Callable[[GridResults], list[dict]]:
+    return lambda grid: grid.read(reversal_rows)[part]
+
+
+# A table built from others reads them through `GridResults.rows`, whatever their order here.
+TABLES: dict[str, Table] = {
+    "metrics": Table(METRICS_COLUMNS, lambda grid: metrics_rows(grid.grid, results=grid.results)),
+    "benchmarks": Table(BENCHMARK_COLUMNS, lambda grid: benchmark_rows(grid.grid, results=grid.results)),
+    "recovery": Table(RECOVERY_COLUMNS, _reversal("recovery")),
+    "quantization": Table(QUANTIZATION_COLUMNS, _reversal("quantization")),
+    "regimes": Table(REGIME_COLUMNS, lambda grid: regime_rows(grid.rows("metrics"), grid.rows("recovery"),
+                                                              grid.regimes)),
+    "single_unlearning": Table(SINGLE_COLUMNS, lambda grid: single_unlearning_rows(grid.rows("metrics")),
+                               renderings={"tex": latex_table}),
+    "representations": Table(REPRESENTATION_COLUMNS, _representations("layers")),
+    "representation_summary": Table(SUMMARY_COLUMNS, _representations("summary")),
+    "fisher": Table(FISHER_COLUMNS, _representations("fisher")),
+    "fisher_histograms": Table(HISTOGRAM_COLUMNS, _representations("histograms"), caption=False),
+    "prediction_cells": Table(PREDICTION_CELL_COLUMNS, lambda grid: prediction_cell_rows(
+        grid.rows("regimes"), grid.rows("representation_summary"), grid.rows("fisher")), caption=False),
+    "prediction": Table(PREDICTION_COLUMNS, lambda grid: prediction_rows(grid.rows("prediction_cells"), grid.seed)),
+    "findings": Table(FINDING_COLUMNS, lambda grid: finding_rows(grid.rows("regimes"), grid.rows("representation_summary"),
+                                                                 grid.rows("representations"), grid.rows("fisher"))),
+    "requests": Table(REQUEST_COLUMNS, lambda grid: request_rows(grid.grid, results=grid.results)),
+    "relearning": Table(RELEARNING_COLUMNS, lambda grid: relearning_rows(grid.grid, results=grid.results)),
+}
+
+
+def table_files(name: str) -> dict[str, str]:
+    """The files of one table below results/tables/, by output name: `<name>` for the CSV and
+    `<name>_<suffix>` for each rendering."""
+    table = TABLES[name]
+    return {name: f"{name}.csv", **{f"{name}_{suffix}": f"{name}.{suffix}" for suffix in table.renderings}}
+
+
+def write_tables(grid: GridResults, outputs: Mapping[str, str | os.PathLike]) -> None:
+    """Every registered table (and its renderings) to the path of its output name (`table_files`)."""
+    for name, table in TABLES.items():
+        rows = grid.rows(name)
+        write_csv(outputs[name], table.columns, rows)
+        for suffix, render in table.renderings.items():
+            write_text(outputs[f"{name}_{suffix}"], render(rows))

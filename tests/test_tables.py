@@ -224,3 +224,59 @@ def test_prediction_reads_its_cells_back_from_the_csv(tmp_path):
     assert rows["forgotten", "mean_cka"]["cells"] == 4 and rows["all", "mean_cka"]["cells"] == 6
     assert rows["forgotten", "mean_cka"]["spearman"] == pytest.approx(1.0)
     assert rows["all", "mean_pca_distance"]["cells"] == 0 and math.isnan(rows["all", "mean_pca_distance"]["spearman"])
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_a_registered_table_flows_to_the_tables_rule_outputs(tmp_path, monkeypatch, micro_config):
+    from conftest import plan
+
+    from reversibility import tables
+
+    toy = tables.Table(["model", "cells"], lambda grid: [], caption=False, renderings={"md": lambda rows: ""})
+    monkeypatch.setitem(tables.TABLES, "toy", toy)
+    planned = plan(tmp_path, micro_config)
+    assert {"results/tables/toy.csv", "results/tables/toy.md", "results/tables/metrics.csv"} <= set(planned)
+
+
+def test_tables_are_built_once_from_each_other_and_written_with_their_renderings(tmp_path, monkeypatch):
+    from reversibility import tables
+
+    built = []
+
+    def counted(name, rows):
+        def build(grid):
+            built.append(name)
+            return rows(grid)
+        return build
+
+    registry = {
+        "cells": tables.Table(["cell"], counted("cells", lambda grid: [{"cell": c} for c in grid.grid])),
+        "count": tables.Table(["cells"], counted("count", lambda grid: [{"cells": len(grid.rows("cells"))}]),
+                              renderings={"txt": lambda rows: f"{rows[0]['cells']} cells\n"}),
+        "twice": tables.Table(["cell"], counted("twice", lambda grid: grid.rows("cells") * 2)),
+    }
+    monkeypatch.setattr(tables, "TABLES", registry)
+    outputs = {key: tmp_path / file for name in registry for key, file in tables.table_files(name).items()}
+    tables.write_tables(tables.GridResults(["a", "b", "c"]), outputs)
+    assert sorted(built) == ["cells", "count", "twice"]
+    assert read_csv(outputs["count"]) == [{"cells": "3"}] and outputs["count_txt"].read_text() == "3 cells\n"
+    assert [row["cell"] for row in read_csv(outputs["twice"])] == ["a", "b", "c"] * 2
+
+
+def test_a_row_with_other_columns_than_its_table_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("kept\n")
+    with pytest.raises(ValueError, match=r"table.csv: row 1 .* missing \['b'\], unexpected \['c'\]"):
+        write_csv(path, ["a", "b"], [{"a": 1, "b": 2}, {"a": 1, "c": 3}])
+    assert path.read_text() == "kept\n"
+
+
+def test_every_table_in_the_report_has_its_caption_and_every_caption_its_table():
+    from pathlib import Path
+
+    from reversibility.tables import TABLES
+
+    captions = Path(__file__).resolve().parents[1] / "workflow" / "report" / "tables"
+    assert {p.stem for p in captions.glob("*.rst")} == {name for name, t in TABLES.items() if t.caption}

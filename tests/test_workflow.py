@@ -158,7 +158,8 @@ def test_adding_a_learning_rate_plans_only_the_new_cell_and_the_aggregates(micro
     planned = plan(micro_copy, micro_config)
     per_cell = [p for p in planned if p.split("/")[1] in CELL_RULE_OUTPUTS]
     assert per_cell and all("/lr0.01/" in p for p in per_cell)
-    from reversibility.layout import FIGURE_KINDS, TABLES
+    from reversibility.layout import FIGURE_KINDS
+    from reversibility.tables import TABLES
 
     assert {p for p in planned if p not in per_cell} == {
         *(f"results/tables/{name}.csv" for name in TABLES), "results/tables/single_unlearning.tex",

@@ -12,7 +12,8 @@ os.environ.update(
 from reversibility.config import CELL_STAGES, canonical, cells, check, experiment_benchmarks, lr_label  # noqa: E402
 from reversibility.benchmarks import PROBLEM_KEYS as BENCHMARK_PROBLEM_KEYS  # noqa: E402
 from reversibility.data import SPLITS  # noqa: E402
-from reversibility.layout import BENCHMARK_FIGURE, FIGURE_KINDS, TABLES  # noqa: E402
+from reversibility.layout import BENCHMARK_FIGURE, FIGURE_KINDS  # noqa: E402
+from reversibility.tables import TABLES, table_files  # noqa: E402
 from reversibility.sources import source_version  # noqa: E402
 
 check(config)
@@ -58,6 +59,23 @@ def figure_outputs():
     return outputs
 
 
+def table_outputs():
+    """Every table of the registry (tables.TABLES) by output name: its CSV, in the report when it
+    has a caption (workflow/report/tables/<name>.rst), and its other renderings."""
+    outputs = {}
+    for name, table in TABLES.items():
+        for key, file in table_files(name).items():
+            outputs[key] = f"results/tables/{file}"
+        if table.caption:
+            outputs[name] = report(
+                outputs[name],
+                caption=f"../report/tables/{name}.rst",
+                category="Tables",
+                labels={"table": name},
+            )
+    return outputs
+
+
 def final_outputs():
     figures = [
         f"results/figures/{key}/{name}.{ext}"
@@ -71,7 +89,7 @@ def final_outputs():
         if e.get("benchmarks")
         for ext in ("png", "pdf")
     ]
-    tables = [f"results/tables/{name}.csv" for name in TABLES]
+    tables = [f"results/tables/{file}" for name in TABLES for file in table_files(name).values()]
     return [*tables, *figures, *dict.fromkeys(benchmark_figures)]
 
 

@@ -4,74 +4,7 @@ rule tables:
         diagnostics=all_diagnostics(),
         curves=all_curves(),
     output:
-        metrics=report(
-            "results/tables/metrics.csv",
-            caption="../report/metrics_table.rst",
-            category="Tables",
-        ),
-        benchmarks=report(
-            "results/tables/benchmarks.csv",
-            caption="../report/benchmarks_table.rst",
-            category="Tables",
-        ),
-        regimes=report(
-            "results/tables/regimes.csv",
-            caption="../report/regimes_table.rst",
-            category="Tables",
-        ),
-        representations=report(
-            "results/tables/representations.csv",
-            caption="../report/representations_table.rst",
-            category="Tables",
-        ),
-        summary=report(
-            "results/tables/representation_summary.csv",
-            caption="../report/summary_table.rst",
-            category="Tables",
-        ),
-        fisher=report(
-            "results/tables/fisher.csv",
-            caption="../report/fisher_table.rst",
-            category="Tables",
-        ),
-        fisher_histograms="results/tables/fisher_histograms.csv",
-        single_unlearning=report(
-            "results/tables/single_unlearning.csv",
-            caption="../report/single_unlearning_table.rst",
-            category="Tables",
-        ),
-        single_unlearning_latex="results/tables/single_unlearning.tex",
-        requests=report(
-            "results/tables/requests.csv",
-            caption="../report/requests_table.rst",
-            category="Tables",
-        ),
-        relearning=report(
-            "results/tables/relearning.csv",
-            caption="../report/relearning_table.rst",
-            category="Tables",
-        ),
-        recovery=report(
-            "results/tables/recovery.csv",
-            caption="../report/recovery_table.rst",
-            category="Tables",
-        ),
-        quantization=report(
-            "results/tables/quantization.csv",
-            caption="../report/quantization_table.rst",
-            category="Tables",
-        ),
-        prediction_cells="results/tables/prediction_cells.csv",
-        prediction=report(
-            "results/tables/prediction.csv",
-            caption="../report/prediction_table.rst",
-            category="Tables",
-        ),
-        findings=report(
-            "results/tables/findings.csv",
-            caption="../report/findings_table.rst",
-            category="Tables",
-        ),
+        **table_outputs(),
     params:
         regimes=canonical(config["regimes"]),
     log:

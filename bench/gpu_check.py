@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from reversibility import sharding  # noqa: E402
 from reversibility.methods import METHODS  # noqa: E402
-from reversibility.stages import training  # noqa: E402
+from reversibility.stages import relearn, unlearn  # noqa: E402
 
 CELL = "micro/github/npo_kl/n2/lr0.001"
 SECTIONS = ("unlearning", "relearning", "quantization", "curves", "capture")
@@ -60,18 +60,18 @@ def cell(folder: Path, out: Path, dtype: str, against: Path | None, report: dict
     data, shared = folder / "results/data/github", dict(max_length=64, dtype=dtype, seed=0, cell=CELL, threads=4)
     unlearning = {**settings["unlearning"], "grad_accumulation": 2, "retain_batch_size": 1}
     start = time.time()
-    training.unlearn(base_dir=folder / "results/models/micro/github/base", data_dir=data, out_dir=out / "unlearned",
-                     curve_path=out / "requests.json", baseline_data_dir=data, method="npo_kl",
-                     hyperparameters=dict(METHODS["npo_kl"].defaults), n_requests=2, learning_rate=1e-3,
-                     unlearning=unlearning, baseline=None, curves=settings["curves"], lora={"enabled": False},
-                     **shared)
+    unlearn.unlearn(base_dir=folder / "results/models/micro/github/base", data_dir=data, out_dir=out / "unlearned",
+                    curve_path=out / "requests.json", baseline_data_dir=data, method="npo_kl",
+                    hyperparameters=dict(METHODS["npo_kl"].defaults), n_requests=2, learning_rate=1e-3,
+                    unlearning=unlearning, baseline=None, curves=settings["curves"], lora={"enabled": False},
+                    **shared)
     report["unlearn_s"] = round(time.time() - start, 1)
     start = time.time()
-    training.relearn(unlearned_dir=out / "unlearned", data_dir=data, out_dir=out / "relearned", source_data_dir=data,
-                     captures={stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")},
-                     curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
-                     relearning=settings["relearning"], quantization=settings["quantization"],
-                     curves=settings["curves"], capture_config=settings["capture"], **shared)
+    relearn.relearn(unlearned_dir=out / "unlearned", data_dir=data, out_dir=out / "relearned", source_data_dir=data,
+                    captures={stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")},
+                    curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
+                    relearning=settings["relearning"], quantization=settings["quantization"],
+                    curves=settings["curves"], capture_config=settings["capture"], **shared)
     report["relearn_s"] = round(time.time() - start, 1)
     for stage in ("unlearned", "relearned"):
         record = json.loads((out / stage / "provenance.json").read_text())

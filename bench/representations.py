@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
-from reversibility.capture import capture_split, layer_modules
 from reversibility.fisher import decoder_layer_paths, diagonal_fisher, loop_fisher
+from reversibility.forward_pass import capture_split, layer_modules
 from reversibility.representations import linear_cka
 from reversibility.tokenization import batches
 

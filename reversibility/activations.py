@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 import h5py
 import numpy as np
 
+from . import data
 from .io import atomic_path, rerun_hint
 
 
@@ -127,6 +128,15 @@ class Capture:
 
     def ids(self, split: str) -> list[str]:
         return [s.decode() if isinstance(s, bytes) else s for s in self._read(self._split(split)["ids"])]
+
+    def forget_rows(self, data_dir: str | os.PathLike, n_requests: int) -> np.ndarray:
+        """Rows of the captured forget pool that belong to requests 1..N (a cell's forget set)."""
+        wanted = {r["id"] for r in data.requested(data.load_split(data_dir, "forget"), n_requests)}
+        rows = np.array([i for i, sample in enumerate(self.ids("forget")) if sample in wanted])
+        if len(rows) != len(wanted):
+            raise ValueError(f"the capture holds {len(rows)} of the {len(wanted)} samples of requests "
+                             f"1..{n_requests}: it was made from other data; rerun its capture rule")
+        return rows
 
     def features(self, split: str, layer: int) -> np.ndarray:
         return self._read(self._split(split)["hidden"][str(layer)]).astype(np.float64)

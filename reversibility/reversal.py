@@ -7,16 +7,29 @@ recovery of a budget is
     (F.Acc after relearning on the forget set - F.Acc unlearned)
   - (accuracy on the control data after relearning on it - that accuracy unlearned),
 with both raw gains kept beside it.
+
+The relearn job measures its model with these, in order: the unlearned model's accuracies, those
+under quantization (`quantization_measures`), then every budget against its control
+(`measure_budgets`, each run a `Relearner.train` from the unlearned weights).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from .cell_data import SEPARATE_RUN
+from .models import gradient_checkpointing
+from .precision import Precision
 from .quantization import fake_quantize_, quantized_linears
+from .training import OptimSettings, TrainRecord
+from .unlearning import finetune
+
+Accuracy = Callable[..., dict]     # accuracy(*probe names) -> {name: counts}; forget and retain by default
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -86,3 +99,73 @@ def quantization_probe(model, bits: Sequence[int], evaluate: Callable[[], dict])
             for weight, original in originals:
                 weight.copy_(original)
     return results
+
+
+def quantization_measures(model, bits: Sequence[int], accuracy: Accuracy, unlearned: Mapping[str, dict]) -> list[dict]:
+    """The quantization probe with the forget gain of each width over the unlearned model: what
+    rounding the weights alone brings back."""
+    return [{**q, "forget_gain": gain(q, unlearned, "forget")} for q in quantization_probe(model, bits, accuracy)]
+
+
+@dataclass
+class Relearner:
+    """Relearning runs of one model, each from the weights it had when this was made."""
+    model: Any
+    relearning: Mapping
+    pad_id: int
+    seed: int
+    precision: Precision = Precision()
+    checkpointing: bool = False
+    start: dict[str, torch.Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.start = snapshot(self.model)
+
+    def train(self, sequences: Sequence[Sequence[int]], run: Mapping, measure: Callable[[], dict],
+              evaluate_every: int = 0) -> tuple[TrainRecord, dict[int, dict]]:
+        """Relearn `sequences` for one of `relearning_runs`; its record and the `measure` results
+        after each step of its `measure_at` (the model as it is, should training stop early)."""
+        restore(self.model, self.start)
+        settings = OptimSettings.from_config(self.relearning, learning_rate=run["learning_rate"])
+        with gradient_checkpointing(self.model, self.checkpointing):
+            record = finetune(self.model, sequences, run["steps"], self.relearning["batch_size"], settings,
+                              self.pad_id, self.seed, desc=f"relearning {run['steps']} steps", evaluate=measure,
+                              evaluate_every=evaluate_every, evaluate_at=run["measure_at"], precision=self.precision)
+        found = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in record.evaluations}
+        return record, {s: found[s] if s in found else measure() for s in sorted(run["measure_at"])}
+
+
+def measure_budgets(relearner: Relearner, samples: Sequence[Sequence[int]], control: Sequence[Sequence[int]],
+                    accuracy: Accuracy, unlearned: Mapping[str, dict], *, control_kind: str, matched: int,
+                    curve_every: int = 0) -> tuple[list[dict], TrainRecord]:
+    """Relearn `samples` for every attack budget against its control (cell_data.py: a run of the
+    same budget on the `control` samples, or the same run measured on them); every budget's
+    `budget_measures`, and the record of the primary budget's run (the relearned stage, with
+    accuracies every `curve_every` steps)."""
+    budgets = []
+    for run in relearning_runs(relearner.relearning, matched):
+        every = curve_every if run["primary"] else 0
+        if control_kind == SEPARATE_RUN:
+            # What the same budget teaches on never-seen data, measured there.
+            _, controls = relearner.train(control, run, partial(accuracy, "unseen"))
+            record, relearned = relearner.train(samples, run, accuracy, every)
+        else:
+            # A transfer: the control is the same run measured on never-seen data.
+            record, relearned = relearner.train(samples, run, partial(accuracy, "forget", "retain", "unseen"), every)
+            controls = relearned
+        budgets += [budget_measures(run, steps, relearned[steps], controls[steps], unlearned, matched,
+                                    relearner.relearning["learning_rate"]) for steps in sorted(run["measure_at"])]
+    return budgets, record
+
+
+def budget_measures(run: Mapping, steps: int, relearned: Mapping[str, dict], control: Mapping[str, dict],
+                    unlearned: Mapping[str, dict], matched: int, primary_rate: float) -> dict:
+    """The budget of `steps` steps of `run`: its accuracies after relearning and after its control,
+    and the raw and controlled gains over the unlearned model."""
+    forget_gain, control_gain = gain(relearned, unlearned, "forget"), gain(control, unlearned, "unseen")
+    return {"steps": steps, "learning_rate": run["learning_rate"],
+            "primary": run["primary"] and steps == run["steps"],
+            "matched": steps == matched and run["learning_rate"] == primary_rate,
+            "relearned": relearned, "control": {"unseen": control["unseen"]},
+            "forget_gain": forget_gain, "control_gain": control_gain,
+            "controlled_recovery": controlled(forget_gain, control_gain)}

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from reversibility.config import generation_budget
 from reversibility.runtime import training_job
-from reversibility.stages import training as stage
+from reversibility.stages import base_model as stage
 
 training_job(
     stage.train_base,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from reversibility import runtime
-from reversibility.stages import evaluation as stage
+from reversibility.stages import diagnostics as stage
 
 with runtime.job_log(snakemake.log[0]):
     for name in (key for key in snakemake.output.keys() if not key.endswith("_meta")):

@@ -1,11 +1,11 @@
 from pathlib import Path
 
 from reversibility import runtime
-from reversibility.stages import evaluation as stage
+from reversibility.stages import checkpoint_metrics as stage
 
 with runtime.job_log(snakemake.log[0]):
     for name in (key for key in snakemake.output.keys() if not key.endswith("_meta")):
-        stage.stage_metrics(
+        stage.checkpoint_metrics(
             snakemake.input[name],
             Path(snakemake.input.manifest).parent,
             snakemake.output[name],

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from reversibility import runtime
-from reversibility.stages import data as stage
+from reversibility.stages import prepare_data as stage
 
 with runtime.job_log(snakemake.log[0]):
     stage.prepare_data(

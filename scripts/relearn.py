@@ -2,7 +2,7 @@ from pathlib import Path
 
 from reversibility.layout import benchmark_dirs
 from reversibility.runtime import training_job
-from reversibility.stages import training as stage
+from reversibility.stages import relearn as stage
 
 training_job(
     stage.relearn,

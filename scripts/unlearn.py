@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from reversibility.runtime import training_job
-from reversibility.stages import training as stage
+from reversibility.stages import unlearn as stage
 
 training_job(
     stage.unlearn,

@@ -8,7 +8,7 @@ import pytest
 from reversibility import benchmarks
 from reversibility.generation import greedy_generate, prompt_ids
 from reversibility.sources import DataError
-from reversibility.stages.evaluation import benchmark_accuracy
+from reversibility.stages.checkpoint_metrics import benchmark_accuracy
 
 # The columns of openai/gsm8k (worked answer ending in "#### n") and of HuggingFaceH4/MATH-500.
 GSM8K_ROWS = [

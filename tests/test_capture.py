@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reversibility.activations import Capture, write_capture
-from reversibility.capture import capture_split, layer_modules, pool, pooling_weights, token_statistics
+from reversibility.forward_pass import capture_split, layer_modules, pool, pooling_weights, token_statistics
 from reversibility.tokenization import IGNORE_INDEX, encode
 
 TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]"]
@@ -111,6 +111,7 @@ def test_light_jobs_start_without_torch():
     import subprocess
     import sys
 
-    probe = "import sys; from reversibility.stages import evaluation, data; print('torch' in sys.modules)"
+    probe = ("import sys; from reversibility.stages import checkpoint_metrics, diagnostics, prepare_benchmark, "
+             "prepare_data; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -132,7 +132,7 @@ def test_position_zero_features_are_degenerate_under_causal_attention(tiny_model
     """Why we pool: with a BOS token first, every sample's position-0 state is the same (causal
     attention sees nothing else), so CKA on position 0 (the public toolbox's choice) compares
     constants; masked mean pooling gives features that differ between samples."""
-    from reversibility.capture import capture_split
+    from reversibility.forward_pass import capture_split
     from reversibility.representations import linear_cka
 
     sequences = encode(tiny_tokenizer, TEXTS, 24)

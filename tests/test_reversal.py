@@ -65,7 +65,7 @@ def test_a_prefix_of_a_constant_rate_run_is_exactly_the_shorter_run(tiny_model, 
     """What makes reading short budgets off the primary run exact."""
     import copy
 
-    from reversibility.stages.training import accuracies
+    from reversibility.stages.training_jobs import accuracies
     from reversibility.tokenization import encode
     from reversibility.training import OptimSettings
     from reversibility.unlearning import finetune
@@ -87,7 +87,7 @@ def test_a_prefix_of_a_constant_rate_run_is_exactly_the_shorter_run(tiny_model, 
 def test_eight_bit_quantization_keeps_a_model_and_two_bits_break_it(tiny_model, tiny_tokenizer):
     import copy
 
-    from reversibility.capture import token_accuracy
+    from reversibility.forward_pass import token_accuracy
     from reversibility.methods import mean_nll
     from reversibility.tokenization import collate, encode
     from reversibility.training import OptimSettings
@@ -127,3 +127,49 @@ def test_the_quantization_probe_leaves_the_model_as_it_was(tiny_model):
     assert seen[1] <= 3 < seen[0]                        # each width was in force while measured
     for name, value in tiny_model.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+class StubRelearner:
+    """Stands in for `Relearner`: records its runs; the accuracy it reports depends on what it was
+    last trained on (0.4 on the relearning samples, 0.2 on the control samples)."""
+
+    relearning = {"steps": 4, "learning_rate": 1e-3, "budgets": [{"steps": 2, "learning_rate": 1e-2}]}
+
+    def __init__(self):
+        self.runs, self.trained_on = [], None
+
+    def train(self, sequences, run, measure, evaluate_every=0):
+        from reversibility.training import TrainRecord
+
+        self.trained_on = sequences
+        self.runs.append((sequences, run["steps"], run["learning_rate"], evaluate_every))
+        return TrainRecord(steps=[{"run": len(self.runs)}]), {s: measure() for s in sorted(run["measure_at"])}
+
+    def accuracy(self, *names):
+        value = 0.4 if self.trained_on == "samples" else 0.2
+        return {name: {"accuracy": value} for name in names or ("forget", "retain")}
+
+
+@pytest.mark.parametrize("control_kind", ["separate_run", "same_run"])
+def test_every_budget_is_measured_against_its_control(control_kind):
+    from reversibility.reversal import measure_budgets
+
+    relearner = StubRelearner()
+    unlearned = {"forget": {"accuracy": 0.1}, "retain": {"accuracy": 0.5}, "unseen": {"accuracy": 0.1}}
+    budgets, record = measure_budgets(relearner, "samples", "control", relearner.accuracy, unlearned,
+                                      control_kind=control_kind, matched=2, curve_every=1)
+    # The 2-step budget at 1e-2 runs on its own; the matched one (2 steps at 1e-3) is read off the primary run.
+    assert [(b["steps"], b["learning_rate"], b["primary"], b["matched"]) for b in budgets] == [
+        (2, 1e-2, False, False), (2, 1e-3, False, True), (4, 1e-3, True, False)]
+    assert record.steps == [{"run": len(relearner.runs)}]          # the primary run's, the last
+    if control_kind == "separate_run":
+        assert relearner.runs == [("control", 2, 1e-2, 0), ("samples", 2, 1e-2, 0),
+                                  ("control", 4, 1e-3, 0), ("samples", 4, 1e-3, 1)]
+        expected_control_gain = 0.2 - 0.1
+    else:
+        assert relearner.runs == [("samples", 2, 1e-2, 0), ("samples", 4, 1e-3, 1)]
+        expected_control_gain = 0.4 - 0.1
+    for budget in budgets:
+        assert budget["forget_gain"] == pytest.approx(0.3)
+        assert budget["control_gain"] == pytest.approx(expected_control_gain)
+        assert budget["controlled_recovery"] == pytest.approx(0.3 - expected_control_gain)

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from reversibility import sharding
 from reversibility.io import read_json
 from reversibility.methods import METHODS
-from reversibility.stages import training
+from reversibility.stages.relearn import relearn
+from reversibility.stages.unlearn import unlearn
 from reversibility.tokenization import collate
 from test_stages import defaults
 
@@ -51,10 +52,10 @@ def runs(micro_run, tmp_path_factory):
     the single process's unlearned model, so that each stage is compared on its own."""
     root = tmp_path_factory.mktemp("sharding")
     single, sharded = root / "single", root / "sharded"
-    sharding.run(training.unlearn, 1, **unlearn_arguments(micro_run, single))
-    sharding.run(training.unlearn, PROCESSES, **unlearn_arguments(micro_run, sharded))
+    sharding.run(unlearn, 1, **unlearn_arguments(micro_run, single))
+    sharding.run(unlearn, PROCESSES, **unlearn_arguments(micro_run, sharded))
     for out in (single, sharded):
-        sharding.run(training.relearn, 1 if out == single else PROCESSES,
+        sharding.run(relearn, 1 if out == single else PROCESSES,
                      **relearn_arguments(micro_run, single / "unlearned", out))
     return single, sharded
 

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from conftest import load_micro_config
-from reversibility.config import Cell
 from reversibility.io import read_json, sha256_file
-from reversibility.stages import evaluation, training
+from reversibility.stages import checkpoint_metrics, diagnostics
+from reversibility.stages import relearn as relearn_stage
+from reversibility.stages import unlearn as unlearn_stage
 
 pytestmark = pytest.mark.slow
 
@@ -26,23 +27,23 @@ def defaults(section):
 
 def unlearn(run, out, method="ga", lr=1e-3, n=2, lora=None):
     cell = f"micro/github/{method}/n{n}/lr{lr:g}"
-    training.unlearn(run / "results/models/micro/github/base", run / "results/data/github", out / "unlearned",
-                     curve_path=out / "requests.json", baseline_data_dir=run / "results/data/github",
-                     method=method, hyperparameters={}, n_requests=n, learning_rate=lr,
-                     unlearning=defaults("unlearning"), baseline=None, curves=defaults("curves"),
-                     lora=lora or {"enabled": False}, max_length=64, dtype="auto", seed=0, cell=cell, threads=1)
+    unlearn_stage.unlearn(run / "results/models/micro/github/base", run / "results/data/github", out / "unlearned",
+                          curve_path=out / "requests.json", baseline_data_dir=run / "results/data/github",
+                          method=method, hyperparameters={}, n_requests=n, learning_rate=lr,
+                          unlearning=defaults("unlearning"), baseline=None, curves=defaults("curves"),
+                          lora=lora or {"enabled": False}, max_length=64, dtype="auto", seed=0, cell=cell, threads=1)
     return out / "unlearned"
 
 
 def relearn(run, unlearned, out, cell, **relearning):
     """Relearn a cell with the defaults of the schema; returns the paths of its two captures."""
     captures = {stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")}
-    training.relearn(unlearned, run / "results/data/github", out / "relearned",
-                     source_data_dir=run / "results/data/github", captures=captures,
-                     curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
-                     relearning={**defaults("relearning"), **relearning}, quantization=defaults("quantization"),
-                     curves=defaults("curves"), capture_config=defaults("capture"), max_length=64, dtype="auto",
-                     seed=0, cell=cell, threads=1)
+    relearn_stage.relearn(unlearned, run / "results/data/github", out / "relearned",
+                          source_data_dir=run / "results/data/github", captures=captures,
+                          curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
+                          relearning={**defaults("relearning"), **relearning}, quantization=defaults("quantization"),
+                          curves=defaults("curves"), capture_config=defaults("capture"), max_length=64, dtype="auto",
+                          seed=0, cell=cell, threads=1)
     return captures
 
 
@@ -68,8 +69,9 @@ def test_a_diverging_cell_is_marked_collapsed_and_still_measured(micro_run, tmp_
     assert record["collapsed"] and record["collapse_step"] is not None
     captures = relearn(micro_run, unlearned, tmp_path, "micro/github/ga/n2/lr100000")
     for stage, capture in captures.items():
-        evaluation.stage_metrics(capture, micro_run / "results/data/github", tmp_path / f"{stage}.json", n_requests=2)
-        evaluation.diagnostics(micro_run / "results/activations/micro/github/base.h5", capture,
+        checkpoint_metrics.checkpoint_metrics(capture, micro_run / "results/data/github", tmp_path / f"{stage}.json",
+                                              n_requests=2)
+        diagnostics.diagnostics(micro_run / "results/activations/micro/github/base.h5", capture,
                                micro_run / "results/data/github", tmp_path / f"{stage}-cka.json", n_requests=2)
         metrics = read_json(tmp_path / f"{stage}.json")
         assert metrics["collapsed"] is True

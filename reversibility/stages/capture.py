@@ -1,4 +1,5 @@
-"""Stage `capture`: one forward pass per split -> pooled layers and token statistics in HDF5.
+"""Stage `capture_base`, and the relearn job's captures: one forward pass per split -> pooled
+layers and token statistics in HDF5 (activations.py).
 
 `capture_model` captures a model already in memory (the relearn stage captures the model it
 starts from and the one it ends with); `capture_base` loads a checkpoint and captures it.
@@ -15,9 +16,9 @@ from typing import Mapping
 from .. import cell_data, data
 from ..activations import write_capture
 from ..benchmarks import problems_of
-from ..capture import capture_split, layer_modules
-from ..generation import greedy_generate
 from ..fisher import BINS, decoder_layer_paths, fisher_prefixes, summarise
+from ..forward_pass import capture_split, layer_modules
+from ..generation import greedy_generate
 from ..io import read_json
 from ..models import load_checkpoint, pick_device
 from ..precision import Precision

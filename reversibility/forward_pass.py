@@ -1,5 +1,6 @@
-"""Activation capture: one forward pass per batch gives every layer's pooled features and the
-per-token statistics that the token-level metrics need (written by `activations.write_capture`).
+"""What a forward pass reads out of a model: every layer's pooled features and the per-token
+statistics that the token-level metrics need, one pass per batch (the capture stage writes them
+with `activations.write_capture`), and token accuracy.
 
 Layers are the decoder's embedding output, each decoder layer's output and the final norm's
 output, named by exact module path (`model.layers.3`). Pooling is done inside the forward hooks,
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from .tokenization import IGNORE_INDEX, batches

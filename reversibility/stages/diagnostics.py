@@ -1,63 +1,20 @@
-"""Light stages on captures: token `metrics` and representation `diagnostics` (no torch)."""
+"""Stage `diagnostics`: representations and Fisher of a checkpoint against the base model's, read
+from their captures (no torch)."""
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-from .. import data
 from ..activations import Capture
-from ..io import write_json
-from ..answers import is_correct
-from ..metrics import attack_aucs, per_sequence_accuracy, select_rows, split_metrics
-from ..provenance import Recorder
 from ..fisher_histograms import histogram_distance
+from ..io import write_json
+from ..provenance import Recorder
 from ..representations import linear_cka, mean_pca_distance, pca_shift, pca_similarity
 
 PathLike = str | os.PathLike
-
-
-def stage_metrics(capture_path: PathLike, data_dir: PathLike, out_path: PathLike, *,
-                  n_requests: int, mia_k: float = 0.2) -> None:
-    """Token metrics, membership-inference AUCs and benchmark accuracies of one checkpoint, with the
-    forget set of a cell with N = n_requests (the layout is in workflow/schemas/metrics.schema.yaml)."""
-    recorder = Recorder(params={"n_requests": n_requests, "mia_k": mia_k}, inputs={"capture": capture_path})
-    with Capture(capture_path) as cap:
-        rows = forget_rows(cap.ids("forget"), data_dir, n_requests)
-        stats = {split: cap.token_stats(split) for split in ("forget", "retain", "holdout")}
-        stats["forget"] = select_rows(stats["forget"], rows)
-        zlib = {"forget": cap.zlib("forget")[rows], "holdout": cap.zlib("holdout")}
-        collapsed = bool(cap.attr("collapsed", False))
-        answered = cap.benchmarks()
-    result = {split: {**split_metrics(s), "sequence_accuracy": per_sequence_accuracy(s)}
-              for split, s in stats.items()}
-    result["mia"] = attack_aucs(stats["forget"], stats["holdout"], zlib["forget"], zlib["holdout"], mia_k)
-    result["benchmarks"] = benchmark_accuracy(answered) if answered else None
-    result["collapsed"] = collapsed
-    result["n_requests"] = n_requests
-    write_json(out_path, result)
-    recorder.write_beside(out_path)
-
-
-def benchmark_accuracy(answered: dict[str, dict]) -> dict[str, dict]:
-    """Per benchmark, the share of greedy solutions whose final answer is the reference's."""
-    return {name: {"accuracy": float(np.mean([is_correct(g, a, b["answer_style"])
-                                              for g, a in zip(b["generations"], b["answers"])])),
-                   "problems": len(b["ids"]), "answer_style": b["answer_style"]}
-            for name, b in answered.items()}
-
-
-def forget_rows(capture_ids: list[str], data_dir: PathLike, n_requests: int) -> np.ndarray:
-    """Rows of the captured forget pool that belong to requests 1..N."""
-    wanted = {r["id"] for r in data.requested(data.load_split(data_dir, "forget"), n_requests)}
-    rows = np.array([i for i, sample in enumerate(capture_ids) if sample in wanted])
-    if len(rows) != len(wanted):
-        raise ValueError(f"the capture holds {len(rows)} of the {len(wanted)} samples of requests "
-                         f"1..{n_requests}: it was made from other data; rerun its capture rule")
-    return rows
 
 
 def diagnostics(base_capture: PathLike, stage_capture: PathLike, data_dir: PathLike,
@@ -78,10 +35,8 @@ def diagnostics(base_capture: PathLike, stage_capture: PathLike, data_dir: PathL
     with Capture(base_capture) as base, Capture(stage_capture) as stage:
         if base.layers != stage.layers:
             raise ValueError(f"{stage_capture}: its layers differ from those of {base_capture}")
-        forget_ids = base.ids("forget")
-        subsets = {"forget": forget_rows(forget_ids, data_dir, n_requests),
-                   "retain": slice(None), "holdout": slice(None)}
-        first_request = forget_rows(forget_ids, data_dir, 1)
+        subsets = {"forget": base.forget_rows(data_dir, n_requests), "retain": slice(None), "holdout": slice(None)}
+        first_request = base.forget_rows(data_dir, 1)
         per_split = {split: defaultdict(list) for split in (*subsets, "all", "common")}
         all_views = []
         for layer in range(len(base.layers)):

@@ -1,5 +1,4 @@
-"""Stages `prepare_data` (documents -> leak-free splits and a manifest) and `prepare_benchmark`
-(an evaluation benchmark's problems and reference answers)."""
+"""Stage `prepare_data`: documents -> leak-free splits and a manifest (data.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from .. import benchmarks, data
+from .. import data
 from ..provenance import Recorder
 
 log = logging.getLogger(__name__)
@@ -20,11 +19,4 @@ def prepare_data(dataset: str, spec: Mapping, seed: int, source_version: Mapping
                                 "source_version": dict(source_version)}, seed=seed)
     manifest = data.prepare(dataset, spec, seed, out_dir)
     log.info("dataset %s: %s", dataset, {k: v["samples"] for k, v in manifest["splits"].items()})
-    recorder.write_beside(Path(out_dir) / "manifest.json")
-
-
-def prepare_benchmark(name: str, spec: Mapping, out_dir: str | os.PathLike) -> None:
-    recorder = Recorder(params={"benchmark": name, "spec": dict(spec)})
-    manifest = benchmarks.prepare(name, spec, out_dir)
-    log.info("benchmark %s: %d problems", name, manifest["problems"])
     recorder.write_beside(Path(out_dir) / "manifest.json")

@@ -50,24 +50,3 @@ def benchmark_dirs(inputs) -> dict[str, str]:
     problems file; `benchmark_<name>_manifest` beside it)."""
     return {key.removeprefix("benchmark_"): str(path).rsplit("/", 1)[0] for key, path in inputs.items()
             if key.startswith("benchmark_") and not key.endswith("_manifest")}
-
-
-# Every figure drawn per (model, dataset), with its report category; captions live in
-# workflow/report/figures/<name>.rst and the drawing functions in figures.FIGURES. The benchmark
-# figure is drawn only for experiments with benchmarks (a figure of nothing is not a result).
-FIGURE_KINDS = {
-    "accuracy_trajectory": "Token metrics",
-    "single_unlearning": "Token metrics",
-    "continual_heatmaps": "Token metrics",
-    "request_curves": "Token metrics",
-    "relearning_curves": "Token metrics",
-    "regime_map": "Regimes",
-    "cka_per_layer": "Representations",
-    "pca_similarity": "Representations",
-    "pca_shift": "Representations",
-    "fisher_histograms": "Representations",
-    "recovery_budgets": "Reversal",
-    "quantization_reversal": "Reversal",
-    "prediction_scatter": "Reversal",
-}
-BENCHMARK_FIGURE = ("benchmark_accuracy", "Token metrics")

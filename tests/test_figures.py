@@ -9,11 +9,24 @@ import pytest
 from matplotlib.patches import StepPatch
 
 from reversibility import figures
-from reversibility.layout import FIGURE_KINDS
-from reversibility.tables import (BENCHMARK_COLUMNS, CELL_SETS, FISHER_COLUMNS, HISTOGRAM_COLUMNS, METRICS_COLUMNS,
-                                  PREDICTION_CELL_COLUMNS, PREDICTION_COLUMNS, PREDICTORS, QUANTIZATION_COLUMNS,
-                                  RECOVERY_COLUMNS, REGIME_COLUMNS, RELEARNING_COLUMNS, REPRESENTATION_COLUMNS,
-                                  REQUEST_COLUMNS)
+from reversibility.config import STAGES
+from reversibility.figures import frame, layer_figures, recovery_figures, token_figures
+from reversibility.tables import (
+    BENCHMARK_COLUMNS,
+    CELL_SETS,
+    FISHER_COLUMNS,
+    HISTOGRAM_COLUMNS,
+    METRICS_COLUMNS,
+    PREDICTION_CELL_COLUMNS,
+    PREDICTION_COLUMNS,
+    PREDICTORS,
+    QUANTIZATION_COLUMNS,
+    RECOVERY_COLUMNS,
+    REGIME_COLUMNS,
+    RELEARNING_COLUMNS,
+    REPRESENTATION_COLUMNS,
+    REQUEST_COLUMNS,
+)
 
 METHODS, NS, LRS = ("ga", "npo"), ("1", "4"), ("0.0001", "0.001")
 LAYERS = ("model.embed_tokens", "model.layers.0", "model.layers.1", "model.norm")
@@ -30,7 +43,7 @@ def synthetic_tables():
     cells = list(itertools.product(METHODS, NS, LRS))
     metrics, representations, histograms, requests, relearning, regimes = [], [], [], [], [], []
     recovery, quantization, prediction_cells, fisher, prediction = [], [], [], [], []
-    for (method, n, lr), stage in itertools.product(cells, figures.STAGES):
+    for (method, n, lr), stage in itertools.product(cells, STAGES):
         metrics.append(row(METRICS_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
                            forget_accuracy=0.5, retain_accuracy=0.6, mia_loss_auc=0.9))
     for (method, n, lr), stage in itertools.product(cells, ("unlearned", "relearned")):
@@ -89,8 +102,8 @@ def drawn(tmp_path_factory):
 
 def test_every_registered_figure_is_drawn_as_png_and_pdf(drawn):
     out, counts = drawn
-    assert set(counts) == set(figures.FIGURES) == set(FIGURE_KINDS)
-    for name in FIGURE_KINDS:
+    assert list(counts) == [figure.name for figure in figures.per_experiment(needs_benchmarks=False)]
+    for name in counts:
         assert (out / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert (out / f"{name}.pdf").read_bytes().startswith(b"%PDF")
 
@@ -115,24 +128,25 @@ def kept(monkeypatch):
     """What each figure drawn in the test looked like when it was saved: (axis, legend texts,
     texts, title) per axis."""
     figures_seen = []
-    original = figures.save
+    original = frame.save
 
     def keep(fig, stem):
         figures_seen.append([(ax, [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [],
                               [t.get_text() for t in ax.texts], ax.get_title()) for ax in fig.axes])
         return original(fig, stem)
 
-    monkeypatch.setattr(figures, "save", keep)
+    for module in (frame, token_figures, layer_figures, recovery_figures):
+        monkeypatch.setattr(module, "save", keep)
     return figures_seen
 
 
 def test_per_layer_curves_have_one_series_per_method_and_stage(tmp_path, kept):
-    figures.cka_per_layer(synthetic_tables()["representations"], tmp_path / "cka")
+    layer_figures.cka_per_layer(synthetic_tables()["representations"], tmp_path / "cka")
     assert [len(ax.get_lines()) for ax, *_ in kept[0]] == [len(METHODS) * 2] * (len(NS) * len(LRS))
 
 
 def test_the_regime_map_shows_the_paper_view_beside_the_controlled_one(tmp_path, kept):
-    assert figures.regime_map(synthetic_tables()["regimes"], tmp_path / "regimes") == 2
+    assert token_figures.regime_map(synthetic_tables()["regimes"], tmp_path / "regimes") == 2
     (paper, controlled), = kept
     assert paper[3].startswith("paper") and controlled[3].startswith("controlled")
     cells = len(METHODS) * len(NS) * len(LRS)
@@ -143,7 +157,7 @@ def test_the_regime_map_shows_the_paper_view_beside_the_controlled_one(tmp_path,
 
 def test_the_prediction_scatter_shows_the_numbers_of_the_prediction_table(tmp_path, kept):
     tables = synthetic_tables()
-    figures.prediction_scatter(tables["prediction_cells"], tables["prediction"], tmp_path / "prediction")
+    recovery_figures.prediction_scatter(tables["prediction_cells"], tables["prediction"], tmp_path / "prediction")
     titles = [title for _, _, _, title in kept[0]]
     for k, (cell_set, _) in enumerate(itertools.product(CELL_SETS, PREDICTORS)):
         cells = 4 if cell_set == "forgotten" else 8
@@ -153,7 +167,7 @@ def test_the_prediction_scatter_shows_the_numbers_of_the_prediction_table(tmp_pa
 
 def test_the_fisher_histograms_show_the_share_below_their_range(tmp_path, kept):
     tables = synthetic_tables()
-    figures.fisher_histograms(tables["fisher_histograms"], tables["fisher"], tmp_path / "fisher")
+    layer_figures.fisher_histograms(tables["fisher_histograms"], tables["fisher"], tmp_path / "fisher")
     ax, legend, _, _ = kept[0][0]
     assert legend == ["base (10% below 1e-08)", "unlearned (25% below 1e-08)", "relearned (50% below 1e-08)"]
     # Shares of the layer's parameters: the below-range bar first (one decade wide, left of the
@@ -166,8 +180,18 @@ def test_the_fisher_histograms_show_the_share_below_their_range(tmp_path, kept):
 
 
 def test_method_colours_are_fixed_across_figures():
-    assert figures.colour("npo") == figures.METHOD_COLOURS["npo"]
-    assert len(set(figures.METHOD_COLOURS.values())) == len(figures.METHOD_COLOURS)
+    assert frame.colour("npo") == frame.METHOD_COLOURS["npo"]
+    assert len(set(frame.METHOD_COLOURS.values())) == len(frame.METHOD_COLOURS)
+
+
+def test_methods_are_ordered_and_coloured_as_they_are_registered():
+    from reversibility.methods import METHODS
+
+    assert frame.METHOD_ORDER == tuple(METHODS)
+    shuffled = [{"method": m} for m in ("my_new_method", *reversed(METHODS))]
+    assert frame.methods_of(shuffled) == [*METHODS, "my_new_method"]
+    palette = plt.get_cmap("tab10").colors
+    assert [frame.colour(m) for m in METHODS] == [palette[i % len(palette)] for i in range(len(METHODS))]
 
 
 def test_an_unlisted_methods_colour_is_the_same_in_every_process():
@@ -175,7 +199,7 @@ def test_an_unlisted_methods_colour_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = "from reversibility.figures import colour; print(colour('my_new_method'))"
+    code = "from reversibility.figures.frame import colour; print(colour('my_new_method'))"
     seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
     assert len(seen) == 1
@@ -185,20 +209,54 @@ def test_an_unlisted_methods_colour_is_the_same_in_every_process():
 def test_the_benchmark_figure_has_one_panel_per_benchmark_and_bars_per_stage(tmp_path):
     rows = [row(BENCHMARK_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage, benchmark=name,
                 answer_style=style, problems=8, accuracy=0.25)
-            for method, n, lr in itertools.product(METHODS, NS, LRS) for stage in figures.STAGES
+            for method, n, lr in itertools.product(METHODS, NS, LRS) for stage in STAGES
             for name, style in (("gsm8k", "gsm8k"), ("math500", "math"))]
-    assert figures.benchmark_accuracy(rows, tmp_path / "benchmarks") == 2
-    assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
+    assert figures.draw_all({"benchmarks": rows}, "tiny", "toy", tmp_path, needs_benchmarks=True) == {
+        "benchmark_accuracy": 2}
+    assert (tmp_path / "benchmark_accuracy.png").read_bytes().startswith(b"\x89PNG")
     plt.close("all")
 
 
-def test_the_figures_rule_declares_every_table_a_figure_reads():
-    """A table a figure reads but the rule does not declare would be read stale, or missing."""
+def test_every_registered_figure_resolves_to_a_drawing_function_and_a_caption():
     from pathlib import Path
 
-    rules = (Path(__file__).resolve().parents[1] / "workflow/rules/figures.smk").read_text()
-    inputs = rules.split("rule figures:")[1].split("output:")[0]
-    read = {table for _, tables in figures.FIGURES.values() for table in tables}
-    assert {"fisher", "prediction"} <= read
-    for table in read:
-        assert f'{table}="results/tables/{table}.csv"' in inputs, table
+    captions = Path(__file__).resolve().parents[1] / "workflow/report/figures"
+    for name, figure in figures.FIGURES.items():
+        assert figure.name == name
+        assert callable(figure.function()), name
+        assert figure.category in figures.CATEGORIES, name
+        assert (captions / f"{name}.rst").is_file(), name
+    assert [f.name for f in figures.per_experiment(needs_benchmarks=True)] == ["benchmark_accuracy"]
+    assert {f.category for f in figures.FIGURES.values()} == set(figures.CATEGORIES)
+
+
+def test_a_figure_outside_the_reports_categories_is_refused():
+    with pytest.raises(ValueError, match="category"):
+        figures.Figure("spare", "token_figures:regime_map", ("regimes",), "Miscellany")
+
+
+def test_the_registry_loads_without_matplotlib_or_torch():
+    """The Snakefile reads the registry at every parse, in every job: it must stay light."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from reversibility.figures import FIGURES, per_experiment, tables_read; "
+            "per_experiment(True); tables_read(False); "
+            "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_each_figure_rule_reads_every_table_its_figures_read(tmp_path, micro_config):
+    """A table a figure reads but its rule does not declare would be read stale, or missing."""
+    from conftest import plan
+
+    (tmp_path / "gsm8k.jsonl").write_text('{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\\n#### 5"}\n')
+    micro_config["benchmarks"] = {"gsm8k": {"source": "json", "files": ["gsm8k.jsonl"], "max_new_tokens": 8}}
+    micro_config["experiments"][0]["benchmarks"] = ["gsm8k"]
+    inputs: list = []
+    plan(tmp_path, micro_config, inputs=inputs)
+    declared = {rule: paths for rule, paths in inputs if rule in ("figures", "benchmark_figure")}
+    for rule, needs_benchmarks in (("figures", False), ("benchmark_figure", True)):
+        read = {table for figure in figures.per_experiment(needs_benchmarks) for table in figure.tables}
+        assert read and declared[rule] == {f"results/tables/{table}.csv" for table in read}, rule

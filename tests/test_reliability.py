@@ -13,7 +13,7 @@ import yaml
 
 from conftest import MICRO_CONFIG, SNAKEFILE, run_snakemake
 from reversibility.io import read_json
-from reversibility.layout import FIGURE_KINDS
+from reversibility.figures import per_experiment
 from reversibility.tables import read_csv
 
 pytestmark = pytest.mark.slow
@@ -117,5 +117,5 @@ def test_a_diverging_cell_ends_collapsed_with_every_artifact_and_figure(micro_co
     assert read_json(micro_copy / f"results/metrics/{cell}/reversal.json")["collapsed"] is True
     rows = [r for r in read_csv(micro_copy / "results/tables/metrics.csv") if r["learning_rate"] == "100000"]
     assert {r["stage"]: r["collapsed"] for r in rows} == {"base": "False", "unlearned": "True", "relearned": "True"}
-    for name in FIGURE_KINDS:
-        assert (micro_copy / f"results/figures/micro/github/{name}.png").stat().st_size > 0
+    for figure in per_experiment(needs_benchmarks=False):
+        assert (micro_copy / f"results/figures/micro/github/{figure.name}.png").stat().st_size > 0

@@ -96,9 +96,9 @@ def test_artifacts_carry_provenance(micro_run):
 
 
 def test_every_figure_kind_is_drawn(micro_run):
-    from reversibility.layout import FIGURE_KINDS
+    from reversibility.figures import per_experiment
 
-    for name in FIGURE_KINDS:
+    for name in (figure.name for figure in per_experiment(needs_benchmarks=False)):
         png = (micro_run / f"results/figures/micro/github/{name}.png").read_bytes()
         pdf = (micro_run / f"results/figures/micro/github/{name}.pdf").read_bytes()
         assert png.startswith(b"\x89PNG") and pdf.startswith(b"%PDF"), name
@@ -107,12 +107,14 @@ def test_every_figure_kind_is_drawn(micro_run):
 def test_report_holds_the_figures_and_shows_them_in_a_browser(micro_copy):
     """The report opens in headless Chromium without console errors, lists every figure under
     its category and displays one; the screenshot is kept as results/report-screenshot.png."""
-    from reversibility.layout import FIGURE_KINDS
+    from reversibility.figures import per_experiment
+
+    categories = {figure.name: figure.category for figure in per_experiment(needs_benchmarks=False)}
 
     result = run_snakemake(micro_copy, "--report", "results/report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     html = (micro_copy / "results/report.html").read_text()
-    assert all(f"{name}.png" in html for name in FIGURE_KINDS) and "metrics.csv" in html
+    assert all(f"{name}.png" in html for name in categories) and "metrics.csv" in html
 
     browser = find_browser()
     if browser is None:
@@ -121,16 +123,17 @@ def test_report_holds_the_figures_and_shows_them_in_a_browser(micro_copy):
         pytest.skip("no Chromium on PATH")
     report = (micro_copy / "results/report.html").as_uri()
     with Page(browser) as page:
-        for category in sorted(set(FIGURE_KINDS.values())) + ["Reversal"]:     # Reversal last: shown below
+        for category in sorted(set(categories.values())) + ["Reversal"]:     # Reversal last: shown below
             page.open(report, ready="Token metrics")
             page.evaluate(f"""Array.from(document.querySelectorAll("a, li, div, span"))
                               .filter(e => e.innerText === {json.dumps(category)}).pop().click()""")
             listed = page.text()
-            for name, kind in FIGURE_KINDS.items():
+            for name, kind in categories.items():
                 if kind == category:
-                    assert f"results/figures/micro/github/{name}.png" in listed, (category, name)
+                    # Listed by its labels (model, dataset, figure), so that the report can be filtered.
+                    assert f"micro\tgithub\t{name}\t" in listed, (category, name)
         page.evaluate("""Array.from(document.querySelectorAll("tr"))
-                         .find(row => row.innerText.includes("prediction_scatter.png"))
+                         .find(row => row.innerText.includes("prediction_scatter"))
                          .querySelector("a[iconname=eye]").click()""")
         deadline = time.monotonic() + 30
         shown = "[]"
@@ -158,12 +161,12 @@ def test_adding_a_learning_rate_plans_only_the_new_cell_and_the_aggregates(micro
     planned = plan(micro_copy, micro_config)
     per_cell = [p for p in planned if p.split("/")[1] in CELL_RULE_OUTPUTS]
     assert per_cell and all("/lr0.01/" in p for p in per_cell)
-    from reversibility.layout import FIGURE_KINDS
-    from reversibility.tables import TABLES
+    from reversibility.figures import per_experiment
+    from reversibility.tables import TABLES, table_files
 
     assert {p for p in planned if p not in per_cell} == {
-        *(f"results/tables/{name}.csv" for name in TABLES), "results/tables/single_unlearning.tex",
-        *(f"results/figures/micro/github/{n}.{e}" for n in FIGURE_KINDS for e in ("png", "pdf"))}
+        *(f"results/tables/{file}" for name in TABLES for file in table_files(name).values()),
+        *(f"results/figures/micro/github/{f.name}.{e}" for f in per_experiment(False) for e in ("png", "pdf"))}
     assert "results/runs/micro/github/ga/n2/lr0.01/unlearned" in planned
 
 

@@ -12,7 +12,7 @@ os.environ.update(
 from reversibility.config import CELL_STAGES, canonical, cells, check, experiment_benchmarks, lr_label  # noqa: E402
 from reversibility.benchmarks import PROBLEM_KEYS as BENCHMARK_PROBLEM_KEYS  # noqa: E402
 from reversibility.data import SPLITS  # noqa: E402
-from reversibility.layout import BENCHMARK_FIGURE, FIGURE_KINDS  # noqa: E402
+from reversibility.figures import per_experiment, tables_read  # noqa: E402
 from reversibility.tables import TABLES, table_files  # noqa: E402
 from reversibility.sources import source_version  # noqa: E402
 
@@ -45,18 +45,25 @@ def experiment_keys():
     return [f"{e['model']}/{e['dataset']}" for e in config["experiments"]]
 
 
-def figure_outputs():
-    """Every figure of one (model, dataset), PNG (in the report) and PDF."""
+def figure_outputs(needs_benchmarks=False):
+    """Every figure of one (model, dataset) drawn by the figures (or benchmark_figure) job, from the
+    registry figures.FIGURES; PNG, in the report under its category and labelled, and PDF."""
     outputs = {}
-    for name, category in FIGURE_KINDS.items():
-        outputs[f"{name}_png"] = report(
-            f"results/figures/{{model}}/{{dataset}}/{name}.png",
-            caption=f"../report/figures/{name}.rst",
-            category=category,
+    for figure in per_experiment(needs_benchmarks):
+        outputs[f"{figure.name}_png"] = report(
+            f"results/figures/{{model}}/{{dataset}}/{figure.name}.png",
+            caption=f"../report/figures/{figure.name}.rst",
+            category=figure.category,
             subcategory="{model} / {dataset}",
+            labels={"model": "{model}", "dataset": "{dataset}", "figure": figure.name},
         )
-        outputs[f"{name}_pdf"] = f"results/figures/{{model}}/{{dataset}}/{name}.pdf"
+        outputs[f"{figure.name}_pdf"] = f"results/figures/{{model}}/{{dataset}}/{figure.name}.pdf"
     return outputs
+
+
+def figure_inputs(needs_benchmarks=False):
+    """The tables the figures of a figure rule read, by name."""
+    return {table: f"results/tables/{table}.csv" for table in tables_read(needs_benchmarks)}
 
 
 def table_outputs():
@@ -78,19 +85,15 @@ def table_outputs():
 
 def final_outputs():
     figures = [
-        f"results/figures/{key}/{name}.{ext}"
-        for key in experiment_keys()
-        for name in FIGURE_KINDS
-        for ext in ("png", "pdf")
-    ]
-    benchmark_figures = [
-        f"results/figures/{e['model']}/{e['dataset']}/{BENCHMARK_FIGURE[0]}.{ext}"
+        f"results/figures/{e['model']}/{e['dataset']}/{figure.name}.{ext}"
         for e in config["experiments"]
-        if e.get("benchmarks")
+        for needs_benchmarks in (False, True)
+        if e.get("benchmarks") or not needs_benchmarks
+        for figure in per_experiment(needs_benchmarks)
         for ext in ("png", "pdf")
     ]
     tables = [f"results/tables/{file}" for name in TABLES for file in table_files(name).values()]
-    return [*tables, *figures, *dict.fromkeys(benchmark_figures)]
+    return [*tables, *dict.fromkeys(figures)]
 
 
 def all_metrics():

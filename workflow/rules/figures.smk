@@ -17,19 +17,11 @@ rule tables:
 
 rule figures:
     input:
-        metrics="results/tables/metrics.csv",
-        regimes="results/tables/regimes.csv",
-        representations="results/tables/representations.csv",
-        fisher_histograms="results/tables/fisher_histograms.csv",
-        fisher="results/tables/fisher.csv",
-        requests="results/tables/requests.csv",
-        relearning="results/tables/relearning.csv",
-        recovery="results/tables/recovery.csv",
-        quantization="results/tables/quantization.csv",
-        prediction_cells="results/tables/prediction_cells.csv",
-        prediction="results/tables/prediction.csv",
+        **figure_inputs(),
     output:
         **figure_outputs(),
+    params:
+        needs_benchmarks=False,
     log:
         "results/logs/figures/{model}/{dataset}.log",
     conda:
@@ -38,21 +30,17 @@ rule figures:
         "../../scripts/figures.py"
 
 
-# Only experiments that name benchmarks draw this figure.
+# Only experiments that name benchmarks draw these figures.
 rule benchmark_figure:
     input:
-        benchmarks="results/tables/benchmarks.csv",
+        **figure_inputs(needs_benchmarks=True),
     output:
-        png=report(
-            f"results/figures/{{model}}/{{dataset}}/{BENCHMARK_FIGURE[0]}.png",
-            caption=f"../report/figures/{BENCHMARK_FIGURE[0]}.rst",
-            category=BENCHMARK_FIGURE[1],
-            subcategory="{model} / {dataset}",
-        ),
-        pdf=f"results/figures/{{model}}/{{dataset}}/{BENCHMARK_FIGURE[0]}.pdf",
+        **figure_outputs(needs_benchmarks=True),
+    params:
+        needs_benchmarks=True,
     log:
-        "results/logs/figures/{model}/{dataset}/benchmark_accuracy.log",
+        "results/logs/figures/{model}/{dataset}/benchmarks.log",
     conda:
         SOFTWARE_ENV
     script:
-        "../../scripts/benchmark_figure.py"
+        "../../scripts/figures.py"

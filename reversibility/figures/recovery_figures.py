@@ -1,0 +1,95 @@
+"""Figures of reversal: how much forgetting comes back under relearning budgets and
+quantization, and whether the diagnostics of the unlearned model predict it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..tables import CELL_SETS, PREDICTION_TARGET, PREDICTORS
+from .frame import cell_panels, colour, empty, legend, methods_of, number, panels, save
+
+
+def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
+    """Controlled recovery (solid) and raw forget gain (dashed) against the relearning budget,
+    one line per method, one panel per (N, lr) of unlearning."""
+    if not recovery:
+        return empty(stem, "Recovery against attack strength", "no relearning budgets")
+    budgets = sorted({(r["relearn_learning_rate"], int(r["relearn_steps"])) for r in recovery},
+                     key=lambda b: (float(b[0]), b[1]))
+
+    def draw(ax, panel):
+        for method in methods_of(panel):
+            by_budget = {(r["relearn_learning_rate"], int(r["relearn_steps"])): r for r in panel
+                         if r["method"] == method}
+            for column, style, label in (("controlled_recovery", "-", "controlled"), ("forget_gain", "--", "raw")):
+                ys = [number(by_budget[b][column]) if b in by_budget else math.nan for b in budgets]
+                ax.plot(range(len(budgets)), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(budgets)), [f"{steps} steps\nlr={rate}" for rate, steps in budgets], fontsize=7)
+
+    return cell_panels(recovery, stem, draw, "forget accuracy gain", xlabel="relearning budget",
+                       width=max(4.0, 0.9 * len(budgets) + 1.5),
+                       title=title or "Recovery against attack strength: controlled (solid) and raw (dashed)")
+
+
+def quantization_reversal(quantization: list[dict], stem, title: str = "") -> int:
+    """Per method, the forget-accuracy change under each quantization width beside the
+    controlled relearning recovery; one panel per (N, lr)."""
+    if not quantization:
+        return empty(stem, "Quantization reversal", "no quantization widths configured")
+    widths = sorted({int(r["bits"]) for r in quantization}, reverse=True)
+    bars = [f"int{b}" for b in widths] + ["relearning"]
+
+    def draw(ax, panel):
+        methods = methods_of(panel)
+        width = 0.8 / max(1, len(methods))
+        for k, method in enumerate(methods):
+            rows = {int(r["bits"]): r for r in panel if r["method"] == method}
+            values = [number(rows[b]["forget_gain"]) if b in rows else math.nan for b in widths]
+            values.append(number(next(iter(rows.values()))["controlled_recovery"]) if rows else math.nan)
+            ax.bar(np.arange(len(bars)) + (k - (len(methods) - 1) / 2) * width, values, width,
+                   color=colour(method), label=method)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(bars)), bars, fontsize=8)
+
+    return cell_panels(quantization, stem, draw, "forget accuracy gain", title=title or
+                       "Forget accuracy regained by quantizing the unlearned model, and by relearning")
+
+
+def prediction_scatter(cells: list[dict], prediction: list[dict], stem, title: str = "") -> int:
+    """The controlled recovery share of the matched budget against each predictor, one panel per
+    predictor; cells that forgot are filled, the others hollow. Each panel's title gives
+    Spearman's rho with its bootstrap interval over the cells that forgot and over all cells,
+    read from the prediction table (so the figure shows the table's numbers)."""
+    if not cells:
+        return empty(stem, "Prediction of reversibility", "no cells")
+    correlations = {(r["cell_set"], r["diagnostic"]): r for r in prediction}
+    fig, axes = panels(1, len(PREDICTORS), width=3.4, sharey=True)
+    recovery = [number(r[PREDICTION_TARGET]) for r in cells]
+    for ax, (name, label) in zip(axes[0], PREDICTORS.items()):
+        values = [number(r[name]) for r in cells]
+        for method in methods_of(cells):
+            for forgotten in (True, False):
+                picked = [k for k, r in enumerate(cells)
+                          if r["method"] == method and (r["forgotten"] == "True") == forgotten]
+                if not picked:
+                    continue
+                ax.scatter([values[k] for k in picked], [recovery[k] for k in picked], s=18,
+                           edgecolors=colour(method), facecolors=colour(method) if forgotten else "none",
+                           label=method if forgotten else f"{method} (not forgotten)")
+        ax.set_title("\n".join(_rho_label(which, correlations[(which, name)]) for which in CELL_SETS), fontsize=8)
+        ax.set_xlabel(label, fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("controlled recovery (share of the gap)")
+    legend(fig, axes)
+    fig.suptitle(title or "Do the diagnostics of the unlearned model predict how much comes back?")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def _rho_label(cell_set: str, row: dict) -> str:
+    return (f"{cell_set}: rho = {number(row['spearman']):.2f} [{number(row['low']):.2f}, {number(row['high']):.2f}], "
+            f"{row['cells']} cells")

@@ -1,6 +1,6 @@
 """The GPU-memory formula (reversibility/memory.py) against the peak of live tensor bytes PyTorch
 measures for two real training steps of small models on this CPU: one ratio per job of
-tests/test_memory.py (1.0: the formula is exact), then the README's table for the paper's models.
+tests/test_memory.py (1.0: the formula is exact), then the table of docs/models.md for the paper's models.
 
     .venv/bin/python bench/memory.py
 """
@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import test_memory as jobs  # noqa: E402  (the measured jobs and their measurement)
 
-from reversibility.memory import readme_table  # noqa: E402
+from reversibility.memory import published_table  # noqa: E402
 
 for case, (regime, compute, options) in jobs.CASES.items():
     config = jobs.small_config(**regime["config"])
@@ -20,4 +20,4 @@ for case, (regime, compute, options) in jobs.CASES.items():
     estimated = jobs.estimated_peak(config, regime["batch"], regime["seq"], compute, **options)
     print(f"{case:48s} formula / measured {estimated / measured:.3f}  ({measured / 2**20:.1f} MiB measured)")
 print()
-print(readme_table())
+print(published_table())

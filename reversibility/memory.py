@@ -287,7 +287,7 @@ PUBLISHED_SHAPES = {
     "Yi-6B": ModelShape(hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=4, vocab=64000),
 }
 
-README_JOBS = [
+TABLE_JOBS = [
     ("full", {}),
     ("full + reference", dict(reference=True)),
     ("full, checkpointing", dict(gradient_checkpointing=True)),
@@ -299,12 +299,12 @@ README_JOBS = [
 ]
 
 
-def readme_table(batch: int = 8, seq: int = 512, compute_bytes: int = 2) -> str:
-    """The README's table: the published shapes under each job, bfloat16 autocast by default."""
+def published_table(batch: int = 8, seq: int = 512, compute_bytes: int = 2) -> str:
+    """The table of docs/models.md: the published shapes under each job, bfloat16 autocast by default."""
     return memory_table((f"{name} {job}", training_memory(shape, batch=batch, seq=seq,
                                                            compute_bytes=compute_bytes, **options))
-                        for name, shape in PUBLISHED_SHAPES.items() for job, options in README_JOBS)
+                        for name, shape in PUBLISHED_SHAPES.items() for job, options in TABLE_JOBS)
 
 
 if __name__ == "__main__":
-    print(readme_table())
+    print(published_table())

@@ -32,7 +32,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reversibility.memory import PUBLISHED_SHAPES, ModelShape, format_gib, readme_table, training_memory
+from reversibility.memory import PUBLISHED_SHAPES, ModelShape, format_gib, published_table, training_memory
 
 TOLERANCE = 0.05             # |formula / measured - 1| for whole-step peaks
 PER_TOKEN_TOLERANCE = 0.02   # the same for the bytes each extra token costs
@@ -140,8 +140,8 @@ def test_formula_is_torch_free_at_import():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_readme_table_in_gib():
-    table = readme_table().splitlines()
+def test_published_table_in_gib():
+    table = published_table().splitlines()
     assert table[0].startswith("| job | weights |") and len(table) == 2 + 2 * 7
     total = training_memory(YI_6B, batch=8, seq=512, compute_bytes=2)["total"]
     assert next(row for row in table if row.startswith("| Yi-6B full |")).endswith(f"| {total / 2**30:.1f} |")

@@ -48,8 +48,20 @@ def prepare(folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "configs/test.yaml", folder / "config.yaml")
-    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2",
-                    "results/models/micro/github/base"], cwd=folder, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--cores",
+            "2",
+            "results/models/micro/github/base",
+        ],
+        cwd=folder,
+        check=True,
+    )
     config = yaml.safe_load((folder / "config.yaml").read_text())
     validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
     (folder / "settings.json").write_text(json.dumps({name: config[name] for name in SECTIONS}, indent=1))
@@ -60,29 +72,55 @@ def cell(folder: Path, out: Path, dtype: str, against: Path | None, report: dict
     data, shared = folder / "results/data/github", dict(max_length=64, dtype=dtype, seed=0, cell=CELL, threads=4)
     unlearning = {**settings["unlearning"], "grad_accumulation": 2, "retain_batch_size": 1}
     start = time.time()
-    unlearn.unlearn(base_dir=folder / "results/models/micro/github/base", data_dir=data, out_dir=out / "unlearned",
-                    curve_path=out / "requests.json", baseline_data_dir=data, method="npo_kl",
-                    hyperparameters=dict(METHODS["npo_kl"].defaults), n_requests=2, learning_rate=1e-3,
-                    unlearning=unlearning, baseline=None, curves=settings["curves"], lora={"enabled": False},
-                    **shared)
+    unlearn.unlearn(
+        base_dir=folder / "results/models/micro/github/base",
+        data_dir=data,
+        out_dir=out / "unlearned",
+        curve_path=out / "requests.json",
+        baseline_data_dir=data,
+        method="npo_kl",
+        hyperparameters=dict(METHODS["npo_kl"].defaults),
+        n_requests=2,
+        learning_rate=1e-3,
+        unlearning=unlearning,
+        baseline=None,
+        curves=settings["curves"],
+        lora={"enabled": False},
+        **shared,
+    )
     report["unlearn_s"] = round(time.time() - start, 1)
     start = time.time()
-    relearn.relearn(unlearned_dir=out / "unlearned", data_dir=data, out_dir=out / "relearned", source_data_dir=data,
-                    captures={stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")},
-                    curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
-                    relearning=settings["relearning"], quantization=settings["quantization"],
-                    curves=settings["curves"], capture_config=settings["capture"], **shared)
+    relearn.relearn(
+        unlearned_dir=out / "unlearned",
+        data_dir=data,
+        out_dir=out / "relearned",
+        source_data_dir=data,
+        captures={stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")},
+        curve_path=out / "relearning.json",
+        reversal_path=out / "reversal.json",
+        n_requests=2,
+        relearning=settings["relearning"],
+        quantization=settings["quantization"],
+        curves=settings["curves"],
+        capture_config=settings["capture"],
+        **shared,
+    )
     report["relearn_s"] = round(time.time() - start, 1)
     for stage in ("unlearned", "relearned"):
         record = json.loads((out / stage / "provenance.json").read_text())
         steps = record["training"]
-        entry = {"precision": record["precision"], "collapsed": record["collapsed"], "steps": len(steps),
-                 "losses_finite": all(math.isfinite(s["loss"]) for s in steps),
-                 "first_last_loss": [steps[0]["loss"], steps[-1]["loss"]]}
+        entry = {
+            "precision": record["precision"],
+            "collapsed": record["collapsed"],
+            "steps": len(steps),
+            "losses_finite": all(math.isfinite(s["loss"]) for s in steps),
+            "first_last_loss": [steps[0]["loss"], steps[-1]["loss"]],
+        }
         if against is not None:
             reference = json.loads((against / stage / "provenance.json").read_text())["training"]
-            entry["max_loss_difference_to_reference"] = max(abs(a["loss"] - b["loss"])
-                                                            for a, b in zip(steps, reference))
+            entry["max_loss_difference_to_reference"] = max(
+                abs(a["loss"] - b["loss"]) for a, b in zip(steps, reference)
+            )
         report[stage] = entry
     report["forget_gains"] = [b["forget_gain"] for b in json.loads((out / "reversal.json").read_text())["budgets"]]
 
@@ -100,8 +138,9 @@ def fsdp_on_one_process(folder: Path, dtype: str, report: dict) -> None:
     from reversibility.unlearning import finetune
 
     device = pick_device()
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="tcp://127.0.0.1:29533",
-                            rank=0, world_size=1)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo", init_method="tcp://127.0.0.1:29533", rank=0, world_size=1
+    )
     try:
         lines = (folder / "results/data/github/forget.jsonl").read_text().splitlines()
         texts = [json.loads(line)["text"] for line in lines]
@@ -114,9 +153,16 @@ def fsdp_on_one_process(folder: Path, dtype: str, report: dict) -> None:
                     fully_shard(layer, mesh=mesh)
                 fully_shard(model, mesh=mesh, reshard_after_forward=True)
                 report["sharded_weights"] = type(next(model.parameters())).__name__
-            record = finetune(model, encode(tokenizer, texts, 64), 6, 4,
-                              OptimSettings(learning_rate=1e-3, grad_accumulation=2), tokenizer.pad_token_id, 0,
-                              precision=Precision.of(dtype, device))
+            record = finetune(
+                model,
+                encode(tokenizer, texts, 64),
+                6,
+                4,
+                OptimSettings(learning_rate=1e-3, grad_accumulation=2),
+                tokenizer.pad_token_id,
+                0,
+                precision=Precision.of(dtype, device),
+            )
             state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
             runs[name] = state, [step["loss"] for step in record.steps]
         (plain, plain_losses), (sharded, sharded_losses) = runs["plain"], runs["sharded"]
@@ -137,8 +183,10 @@ def main() -> None:
     if args.prepare:
         prepare(args.folder)
         return
-    report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-              "torch": torch.__version__}
+    report = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+    }
     cell(args.folder, args.out, args.dtype, args.against, report)
     fsdp_on_one_process(args.folder, args.dtype, report)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -45,9 +45,12 @@ def plan(workdir: Path, config: dict) -> tuple[list[list], int, float]:
     configfile.write_text(yaml.safe_dump(config))
     start = time.perf_counter()
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(cores=1),
-                                config_settings=ConfigSettings(configfiles=[configfile]),
-                                snakefile=SNAKEFILE, workdir=workdir)
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[configfile]),
+            snakefile=SNAKEFILE,
+            workdir=workdir,
+        )
         dag = workflow.dag()
         dag.execute_workflow(executor="dryrun")
         seconds = time.perf_counter() - start
@@ -87,8 +90,10 @@ def main() -> None:
             _, jobs, seconds = plan(Path(tmp), config)
         n_cells = len(list(cells(config)))
         rows.append((factor, n_cells, jobs, seconds))
-        print(f"{f'paper x{factor}':>12} {n_cells:>7} {jobs:>7} {seconds:>8.1f} {1000 * seconds / jobs:>14.2f}",
-              flush=True)
+        print(
+            f"{f'paper x{factor}':>12} {n_cells:>7} {jobs:>7} {seconds:>8.1f} {1000 * seconds / jobs:>14.2f}",
+            flush=True,
+        )
     growth = (rows[-1][3] / rows[-1][2]) / (rows[0][3] / rows[0][2])
     print(f"cost per job, x10 grid against the paper's: {growth:.2f} (1.0 = linear)")
 

@@ -29,12 +29,23 @@ from reversibility.forward_pass import capture_split, layer_modules
 from reversibility.representations import linear_cka
 from reversibility.tokenization import batches
 
-
 SHAPES = {
-    "tiny": dict(vocab_size=4096, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
-                 num_attention_heads=4, num_key_value_heads=4),
-    "SmolLM2-135M": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3),
+    "tiny": dict(
+        vocab_size=4096,
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    ),
+    "SmolLM2-135M": dict(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+    ),
 }
 
 
@@ -84,8 +95,9 @@ def forward_per_layer(model, data):
     for layer in range(len(layer_modules(model))):
         for batch in batches(data, 32, 0):
             batch = batch.to(device)
-            states = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                           output_hidden_states=True).hidden_states
+            states = model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True
+            ).hidden_states
             states[min(layer, len(states) - 1)].mean(1)
 
 
@@ -99,7 +111,7 @@ def naive_cka(x, y):
 def capture_ratios(model, label):
     data = sequences(192, vocab=model.config.vocab_size)
     device = next(model.parameters()).device
-    bare_forward(model, data)   # warm-up: kernels, allocator, libraries
+    bare_forward(model, data)  # warm-up: kernels, allocator, libraries
     bare = best_of(lambda: bare_forward(model, data), repeats=5)
     layers_only = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device, with_stats=False), 5)
     with_stats = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device), repeats=5)
@@ -107,22 +119,30 @@ def capture_ratios(model, label):
     n_layers = len(layer_modules(model))
     print(f"1. {label}: capture of all {n_layers} layers / bare forward: {layers_only / bare:6.3f}  (limit 1.15)")
     print(f"   with the token statistics of the metrics / bare forward: {with_stats / bare:6.3f}")
-    print(f"2. {label}: one forward per layer / one forward for all:  {per_layer / layers_only:6.2f}  "
-          f"(at least {n_layers / 2:.1f})")
+    print(
+        f"2. {label}: one forward per layer / one forward for all:  {per_layer / layers_only:6.2f}  "
+        f"(at least {n_layers / 2:.1f})"
+    )
 
 
 def fisher_ratios(model, label, threads):
     paths = decoder_layer_paths(model)
     vocab = model.config.vocab_size
     generator = torch.Generator().manual_seed(1)
-    probes = {(n, length): [torch.randint(3, vocab, (length,), generator=generator).tolist() for _ in range(n)]
-              for length, n in ((16, 128), (128, 32))}
+    probes = {
+        (n, length): [torch.randint(3, vocab, (length,), generator=generator).tolist() for _ in range(n)]
+        for length, n in ((16, 128), (128, 32))
+    }
     for (n, length), probe in probes.items():
         loop = best_of(lambda: loop_fisher(model, probe, 0, paths), repeats=2)
-        vectorised = min(best_of(lambda: diagonal_fisher(model, probe, 0, paths, chunk_size=chunk), repeats=2)
-                         for chunk in (16, 64, 128))
-        print(f"4. per-sample loop Fisher / vectorised, {label}, {n} x {length} tokens, {threads}: "
-              f"{loop / vectorised:6.2f}  (at least 5)")
+        vectorised = min(
+            best_of(lambda: diagonal_fisher(model, probe, 0, paths, chunk_size=chunk), repeats=2)
+            for chunk in (16, 64, 128)
+        )
+        print(
+            f"4. per-sample loop Fisher / vectorised, {label}, {n} x {length} tokens, {threads}: "
+            f"{loop / vectorised:6.2f}  (at least 5)"
+        )
 
 
 def main() -> None:

@@ -38,10 +38,16 @@ from . import data
 from .io import atomic_path, rerun_hint
 
 
-def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mapping[str, dict],
-                  attrs: Mapping[str, Any], dtype: str = "float32",
-                  fisher: Mapping[int, Mapping[str, dict]] | None = None, fisher_bins: np.ndarray | None = None,
-                  benchmarks: Mapping[str, Mapping] | None = None) -> None:
+def write_capture(
+    path: str | os.PathLike,
+    layers: Sequence[str],
+    splits: Mapping[str, dict],
+    attrs: Mapping[str, Any],
+    dtype: str = "float32",
+    fisher: Mapping[int, Mapping[str, dict]] | None = None,
+    fisher_bins: np.ndarray | None = None,
+    benchmarks: Mapping[str, Mapping] | None = None,
+) -> None:
     """Write `splits[name] = {"ids", "features", "stats", "zlib"[, "states"]}`, Fisher summaries
     (`fisher[count][layer path]`) and, per benchmark, `{"ids", "answers", "generations",
     "answer_style"}`."""
@@ -55,15 +61,19 @@ def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mappin
                 group = h5.create_group(f"splits/{split}")
                 group.create_dataset("ids", data=np.array(content["ids"], dtype=h5py.string_dtype()))
                 for k, feats in enumerate(content["features"]):
-                    group.create_dataset(f"hidden/{k}", data=feats.astype(dtype),
-                                         chunks=(min(len(feats), 256), feats.shape[1]) if len(feats) else None)
+                    group.create_dataset(
+                        f"hidden/{k}",
+                        data=feats.astype(dtype),
+                        chunks=(min(len(feats), 256), feats.shape[1]) if len(feats) else None,
+                    )
                 for name, value in content["stats"].items():
                     group.create_dataset(f"tokens/{name}", data=value, compression="gzip", compression_opts=1)
                 if "zlib" in content:
                     group.create_dataset("zlib", data=np.asarray(content["zlib"], dtype=np.int64))
                 for k, states in enumerate(content.get("states") or []):
-                    group.create_dataset(f"states/{k}", data=states.astype(dtype), compression="gzip",
-                                         compression_opts=1)
+                    group.create_dataset(
+                        f"states/{k}", data=states.astype(dtype), compression="gzip", compression_opts=1
+                    )
             if fisher:
                 h5.create_dataset("fisher/bins", data=fisher_bins)
                 for count, layers_summary in fisher.items():
@@ -82,7 +92,7 @@ def write_capture(path: str | os.PathLike, layers: Sequence[str], splits: Mappin
 
 
 def _checksum(values: np.ndarray) -> int:
-    if values.dtype == object:                      # variable-length strings: their bytes, not pointers
+    if values.dtype == object:  # variable-length strings: their bytes, not pointers
         return zlib.crc32(b"\0".join(v if isinstance(v, bytes) else str(v).encode() for v in values.ravel()))
     return zlib.crc32(np.ascontiguousarray(values).tobytes())
 
@@ -134,8 +144,10 @@ class Capture:
         wanted = {r["id"] for r in data.requested(data.load_split(data_dir, "forget"), n_requests)}
         rows = np.array([i for i, sample in enumerate(self.ids("forget")) if sample in wanted])
         if len(rows) != len(wanted):
-            raise ValueError(f"the capture holds {len(rows)} of the {len(wanted)} samples of requests "
-                             f"1..{n_requests}: it was made from other data; rerun its capture rule")
+            raise ValueError(
+                f"the capture holds {len(rows)} of the {len(wanted)} samples of requests "
+                f"1..{n_requests}: it was made from other data; rerun its capture rule"
+            )
         return rows
 
     def features(self, split: str, layer: int) -> np.ndarray:
@@ -159,17 +171,20 @@ class Capture:
             raise ValueError(f"{self.path}: {dataset.name} is unreadable ({err}); {rerun_hint(self.path)}") from None
         expected = dataset.attrs.get("crc32")
         if expected is None or _checksum(values) != int(expected):
-            raise ValueError(f"{self.path}: {dataset.name} does not match its checksum (corrupted); "
-                             f"{rerun_hint(self.path)}")
+            raise ValueError(
+                f"{self.path}: {dataset.name} does not match its checksum (corrupted); {rerun_hint(self.path)}"
+            )
         return values
 
     def benchmarks(self) -> dict[str, dict]:
         """Per benchmark: ids, reference answers, greedy generations and the answer style (empty
         without benchmarks)."""
         found = {}
-        for name, group in (self._h5["benchmarks"].items() if "benchmarks" in self._h5 else ()):
-            found[name] = {key: [s.decode() if isinstance(s, bytes) else s for s in self._read(group[key])]
-                           for key in ("ids", "answers", "generations")}
+        for name, group in self._h5["benchmarks"].items() if "benchmarks" in self._h5 else ():
+            found[name] = {
+                key: [s.decode() if isinstance(s, bytes) else s for s in self._read(group[key])]
+                for key in ("ids", "answers", "generations")
+            }
             found[name]["answer_style"] = str(group.attrs["answer_style"])
         return found
 
@@ -185,15 +200,17 @@ class Capture:
         if "fisher" not in self._h5:
             return None, {}
         if samples not in self.fisher_counts():
-            raise ValueError(f"{self.path}: no Fisher on {samples} samples (has {self.fisher_counts()}); "
-                             f"{rerun_hint(self.path)}")
+            raise ValueError(
+                f"{self.path}: no Fisher on {samples} samples (has {self.fisher_counts()}); {rerun_hint(self.path)}"
+            )
         group = self._h5["fisher"][f"n{samples}"]
         layers = {}
         for key in sorted(group, key=int):
             dataset = group[key]["histogram"]
-            layers[dataset.attrs["path"]] = {"histogram": self._read(dataset),
-                                             **{k: dataset.attrs[k].item() for k in
-                                                ("mass", "parameters", "below_range", "samples")}}
+            layers[dataset.attrs["path"]] = {
+                "histogram": self._read(dataset),
+                **{k: dataset.attrs[k].item() for k in ("mass", "parameters", "below_range", "samples")},
+            }
         return self._read(self._h5["fisher"]["bins"]), layers
 
     def _split(self, split: str):

@@ -52,7 +52,7 @@ def extract_boxed(text: str) -> str | None:
         elif text[index] == "}":
             depth -= 1
             if depth == 0:
-                return text[brace + 1: index]
+                return text[brace + 1 : index]
     return None
 
 
@@ -75,7 +75,7 @@ def normalise(answer: str | None) -> str | None:
     text = _braced_fractions(text)
     text = text.replace("\\%", "%")
     text = re.sub(r"\s+", "", text).rstrip(".")
-    text = re.sub(r"\^\{?\\circ\}?$", "", text)           # 30^\circ -> 30
+    text = re.sub(r"\^\{?\\circ\}?$", "", text)  # 30^\circ -> 30
     number = _as_number(text)
     return _format_number(number) if number is not None else text
 

@@ -22,8 +22,19 @@ from .sources import DataError, load_rows
 PROBLEMS_FILE, MANIFEST_FILE = "problems.jsonl", "manifest.json"
 # The keys that decide which problems and answers a benchmark holds (its preparation's params);
 # the rest (prompt, budget, stop strings, batch size) shapes only the generations.
-PROBLEM_KEYS = ("source", "hub_id", "hub_config", "hub_split", "revision", "streaming", "files",
-                "question_field", "answer_field", "answer_style", "problems")
+PROBLEM_KEYS = (
+    "source",
+    "hub_id",
+    "hub_config",
+    "hub_split",
+    "revision",
+    "streaming",
+    "files",
+    "question_field",
+    "answer_field",
+    "answer_style",
+    "problems",
+)
 
 
 def reference_answer(text: str, style: str) -> str | None:
@@ -43,18 +54,23 @@ def load_problems(name: str, spec: Mapping) -> list[dict]:
     for index, row in enumerate(itertools.islice(rows, spec["problems"])):
         missing = [f for f in fields if f not in row]
         if missing:
-            raise DataError(f"benchmark {name!r}: field {missing[0]!r} (keys 'question_field', 'answer_field') "
-                            f"is not a column of the data; columns: {', '.join(sorted(row))}")
+            raise DataError(
+                f"benchmark {name!r}: field {missing[0]!r} (keys 'question_field', 'answer_field') "
+                f"is not a column of the data; columns: {', '.join(sorted(row))}"
+            )
         answer = reference_answer(row[spec["answer_field"]], spec["answer_style"])
         if answer is None:
-            raise DataError(f"benchmark {name!r}: row {index} has no final answer in its {spec['answer_field']!r} "
-                            f"column for answer_style {spec['answer_style']!r}")
+            raise DataError(
+                f"benchmark {name!r}: row {index} has no final answer in its {spec['answer_field']!r} "
+                f"column for answer_style {spec['answer_style']!r}"
+            )
         problems.append({"id": f"{name}/{index}", "question": str(row[spec["question_field"]]), "answer": answer})
     if not problems:
         raise DataError(f"benchmark {name!r}: the source holds no problems (key 'source')")
     if spec["problems"] is not None and len(problems) < spec["problems"]:
-        raise DataError(f"benchmark {name!r}: {spec['problems']} problems asked (key 'problems'), "
-                        f"the source holds {len(problems)}")
+        raise DataError(
+            f"benchmark {name!r}: {spec['problems']} problems asked (key 'problems'), the source holds {len(problems)}"
+        )
     return problems
 
 
@@ -63,8 +79,12 @@ def prepare(name: str, spec: Mapping, out_dir: str | os.PathLike) -> dict:
     out_dir = Path(out_dir)
     problems = load_problems(name, spec)
     write_jsonl(out_dir / PROBLEMS_FILE, problems)
-    manifest = {"benchmark": name, "source": {k: spec[k] for k in PROBLEM_KEYS}, "problems": len(problems),
-                "sha256": sha256_text("\n".join(f"{p['question']}\0{p['answer']}" for p in problems))}
+    manifest = {
+        "benchmark": name,
+        "source": {k: spec[k] for k in PROBLEM_KEYS},
+        "problems": len(problems),
+        "sha256": sha256_text("\n".join(f"{p['question']}\0{p['answer']}" for p in problems)),
+    }
     write_json(out_dir / MANIFEST_FILE, manifest)
     return manifest
 
@@ -73,9 +93,8 @@ def problems_of(spec: Mapping, benchmark_dir: str | os.PathLike | None, data_dir
     """A prepared benchmark's problems; a `held_out` one's from the dataset's math_eval split."""
     if spec["source"] == "held_out":
         held_out = read_jsonl(Path(data_dir) / "math_eval.jsonl")
-        return [{"id": p["id"], "question": p["question"], "answer": p["answer"]}
-                for p in held_out[: spec["problems"]]]
+        return [{"id": p["id"], "question": p["question"], "answer": p["answer"]} for p in held_out[: spec["problems"]]]
     if benchmark_dir is None:
         raise ValueError("a prepared benchmark needs its folder")
-    read_json(Path(benchmark_dir) / MANIFEST_FILE)           # refuses an unfinished preparation
+    read_json(Path(benchmark_dir) / MANIFEST_FILE)  # refuses an unfinished preparation
     return read_jsonl(Path(benchmark_dir) / PROBLEMS_FILE)

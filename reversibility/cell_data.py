@@ -53,8 +53,10 @@ def unseen_slice(data_dir: PathLike, role: str, n_requests: int) -> list[dict]:
     part = unseen[start:stop]
     if len(part) < (size if stop is not None else 1):
         wanted = f"samples [{start}, {stop})" if stop is not None else f"samples from {start} on"
-        raise DataError(f"{data_dir}: the unseen split holds {len(unseen)} samples; the {role} at N = {n_requests} "
-                        f"needs {wanted} of it (datasets.<name>.unseen)")
+        raise DataError(
+            f"{data_dir}: the unseen split holds {len(unseen)} samples; the {role} at N = {n_requests} "
+            f"needs {wanted} of it (datasets.<name>.unseen)"
+        )
     return part
 
 
@@ -80,8 +82,10 @@ def relearning_set(data_dir: PathLike, source_data_dir: PathLike, source: str, n
     if source == "forget":
         pool = data.requested(pool, n_requests)
     if len(pool) < len(forgotten_samples):
-        raise DataError(f"{source_data_dir}: the {source} split holds {len(pool)} samples, fewer than "
-                        f"the {len(forgotten_samples)} forgotten ones it stands in for (relearning.source)")
+        raise DataError(
+            f"{source_data_dir}: the {source} split holds {len(pool)} samples, fewer than "
+            f"the {len(forgotten_samples)} forgotten ones it stands in for (relearning.source)"
+        )
     return pool[: len(forgotten_samples)]
 
 

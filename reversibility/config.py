@@ -113,8 +113,10 @@ def experiment_benchmarks(config: Mapping[str, Any], model: str, dataset: str) -
 
 def generation_budget(config: Mapping[str, Any], model: str, dataset: str) -> int:
     """The most tokens a capture of (model, dataset) generates for one problem (0: none)."""
-    return max((config["benchmarks"][name]["max_new_tokens"]
-                for name in experiment_benchmarks(config, model, dataset)), default=0)
+    return max(
+        (config["benchmarks"][name]["max_new_tokens"] for name in experiment_benchmarks(config, model, dataset)),
+        default=0,
+    )
 
 
 def model_positions(spec: Mapping[str, Any]) -> int | None:
@@ -140,8 +142,10 @@ def _check_hyperparameters(method: str, configured: Mapping[str, Any]) -> None:
     known = get_method(method).defaults
     for name in configured:
         if name not in known:
-            raise ConfigError(f"methods.{method}.{name}: method {method!r} has no hyperparameter {name!r}; "
-                              f"it has: {', '.join(sorted(known)) or 'none'}")
+            raise ConfigError(
+                f"methods.{method}.{name}: method {method!r} has no hyperparameter {name!r}; "
+                f"it has: {', '.join(sorted(known)) or 'none'}"
+            )
 
 
 def _check_model(name: str, spec: Mapping[str, Any]) -> None:
@@ -149,30 +153,47 @@ def _check_model(name: str, spec: Mapping[str, Any]) -> None:
     run without an explicit opt-in."""
     key = f"models.{name}"
     if spec["max_length"] < 2:
-        raise ConfigError(f"{key}.max_length: {spec['max_length']} token cannot hold a token of text after the "
-                          "BOS token (a sample needs at least one target); use at least 2")
+        raise ConfigError(
+            f"{key}.max_length: {spec['max_length']} token cannot hold a token of text after the "
+            "BOS token (a sample needs at least one target); use at least 2"
+        )
     if spec["source"] == "scratch" and spec["hidden_size"] % spec["num_heads"]:
-        raise ConfigError(f"{key}.hidden_size: {spec['hidden_size']} is not divisible by num_heads = "
-                          f"{spec['num_heads']} (each attention head takes an equal share of the width)")
+        raise ConfigError(
+            f"{key}.hidden_size: {spec['hidden_size']} is not divisible by num_heads = "
+            f"{spec['num_heads']} (each attention head takes an equal share of the width)"
+        )
     _check_sharding(key, spec)
     required = {"hub": ("hub_id",), "local": ("path",), "gguf": ("gguf_package", "gguf_file")}
     for field in required.get(spec["source"], ()):
         if not spec[field]:
             raise ConfigError(f"{key}.{field}: source {spec['source']!r} needs it")
-    if spec["trust_remote_code"] and spec["source"] == "hub" and not re.fullmatch(r"[0-9a-f]{40}", spec["revision"] or ""):
-        raise ConfigError(f"{key}.revision: trust_remote_code runs the repository's Python code, so it needs a "
-                          f"pinned 40-character commit hash, not {spec['revision']!r}")
+    if (
+        spec["trust_remote_code"]
+        and spec["source"] == "hub"
+        and not re.fullmatch(r"[0-9a-f]{40}", spec["revision"] or "")
+    ):
+        raise ConfigError(
+            f"{key}.revision: trust_remote_code runs the repository's Python code, so it needs a "
+            f"pinned 40-character commit hash, not {spec['revision']!r}"
+        )
     if spec["source"] == "local" and Path(spec["path"]).is_dir():
         folder = Path(spec["path"])
         model_config = folder / "config.json"
-        if (not spec["trust_remote_code"] and model_config.is_file()
-                and "auto_map" in json.loads(model_config.read_text())):
-            raise ConfigError(f"{key}.trust_remote_code: {model_config} maps the model to its own Python code "
-                              "(auto_map); set trust_remote_code: true only if you trust that code")
+        if (
+            not spec["trust_remote_code"]
+            and model_config.is_file()
+            and "auto_map" in json.loads(model_config.read_text())
+        ):
+            raise ConfigError(
+                f"{key}.trust_remote_code: {model_config} maps the model to its own Python code "
+                "(auto_map); set trust_remote_code: true only if you trust that code"
+            )
         pickled = [*folder.glob("*.bin"), *folder.glob("*.pt"), *folder.glob("*.pth")]
         if pickled and not any(folder.glob("*.safetensors")):
-            raise ConfigError(f"{key}.path: {folder} holds pickled weights (.bin/.pt), which can run code when "
-                              "loaded; convert them to safetensors first")
+            raise ConfigError(
+                f"{key}.path: {folder} holds pickled weights (.bin/.pt), which can run code when "
+                "loaded; convert them to safetensors first"
+            )
 
 
 def sharding_processes(spec: Mapping[str, Any]) -> int:
@@ -188,24 +209,34 @@ def _check_sharding(key: str, spec: Mapping[str, Any]) -> None:
     if not sharding["enabled"]:
         return
     if spec["lora"]["enabled"]:
-        raise ConfigError(f"{key}.sharding.enabled: sharding is for full fine-tuning; a LoRA adapter trains on one "
-                          f"GPU (set {key}.lora.enabled: false, or sharding.enabled: false)")
+        raise ConfigError(
+            f"{key}.sharding.enabled: sharding is for full fine-tuning; a LoRA adapter trains on one "
+            f"GPU (set {key}.lora.enabled: false, or sharding.enabled: false)"
+        )
     processes = sharding_processes(spec)
     if processes < 2:
-        raise ConfigError(f"{key}.sharding.processes: sharding needs at least 2 processes; got {processes} "
-                          f"(set sharding.processes, or resources.gpu, which it defaults to)")
+        raise ConfigError(
+            f"{key}.sharding.processes: sharding needs at least 2 processes; got {processes} "
+            f"(set sharding.processes, or resources.gpu, which it defaults to)"
+        )
     if gpus and processes != gpus:
-        raise ConfigError(f"{key}.sharding.processes: {processes} processes on resources.gpu = {gpus} GPUs; "
-                          "a sharded job runs one process per GPU")
+        raise ConfigError(
+            f"{key}.sharding.processes: {processes} processes on resources.gpu = {gpus} GPUs; "
+            "a sharded job runs one process per GPU"
+        )
     if spec["threads"] < processes:
-        raise ConfigError(f"{key}.threads: {spec['threads']} CPU threads for {processes} sharded processes; "
-                          f"each process needs at least one (threads >= {processes})")
+        raise ConfigError(
+            f"{key}.threads: {spec['threads']} CPU threads for {processes} sharded processes; "
+            f"each process needs at least one (threads >= {processes})"
+        )
 
 
 def _check_defined(config, section: str, name: str, key: str) -> None:
     if name not in config[section]:
-        raise ConfigError(f"{key}: {name!r} is not defined under '{section}' "
-                          f"(defined: {', '.join(sorted(config[section])) or 'none'})")
+        raise ConfigError(
+            f"{key}: {name!r} is not defined under '{section}' "
+            f"(defined: {', '.join(sorted(config[section])) or 'none'})"
+        )
 
 
 def _check_grid(config, grid: Mapping[str, list], dataset_name: str, key: str) -> None:
@@ -216,12 +247,15 @@ def _check_grid(config, grid: Mapping[str, list], dataset_name: str, key: str) -
     if largest > dataset["forget_requests"]:
         raise ConfigError(
             f"{key}.n_requests: N = {largest} needs {largest} requests but dataset {dataset_name!r} "
-            f"holds datasets.{dataset_name}.forget_requests = {dataset['forget_requests']}")
+            f"holds datasets.{dataset_name}.forget_requests = {dataset['forget_requests']}"
+        )
     labels: dict[str, float] = {}
     for lr in grid["learning_rates"]:
         if labels.setdefault(lr_label(lr), lr) != lr:
-            raise ConfigError(f"{key}.learning_rates: {lr} and {labels[lr_label(lr)]} share the path label "
-                              f"lr{lr_label(lr)}; use values that differ in the first six digits")
+            raise ConfigError(
+                f"{key}.learning_rates: {lr} and {labels[lr_label(lr)]} share the path label "
+                f"lr{lr_label(lr)}; use values that differ in the first six digits"
+            )
 
 
 def _check_method(name: str, key: str) -> None:
@@ -241,8 +275,10 @@ def _check_dataset(name: str, spec: Mapping[str, Any]) -> None:
     if source in ("json", "parquet", "text") and not spec["files"]:
         raise ConfigError(f"{key}.files: source {source!r} needs at least one file")
     if source in ("hub", "json", "parquet") and not spec["text"]:
-        raise ConfigError(f"{key}.text: source {source!r} needs a template of the columns that make a "
-                          "document, e.g. 'Problem: {problem}\\nSolution: {solution}'")
+        raise ConfigError(
+            f"{key}.text: source {source!r} needs a template of the columns that make a "
+            "document, e.g. 'Problem: {problem}\\nSolution: {solution}'"
+        )
     if spec["math_eval"] and source != "gsm_symbolic":
         raise ConfigError(f"{key}.math_eval: held-out math problems come from source 'gsm_symbolic' only")
 
@@ -273,57 +309,87 @@ def _check_sizes(config: Mapping[str, Any], experiment: Mapping[str, Any], index
     # The unseen split's roles (cell_data.py): [0, N s) the control, [N s, 2 N s) relearning on
     # it, [2 N s, end) the baseline on it; each must be there at every N.
     relearning = config["relearning"]
-    require(largest, dataset["unseen"],
-            f"datasets.{name}.unseen: the relearning control at N = {n_values[-1]} is as many never-seen "
-            f"samples as the cell forgot (N x request_size = {n_values[-1]} x {size} = {{wanted}}), but the "
-            "split holds {available}")
+    require(
+        largest,
+        dataset["unseen"],
+        f"datasets.{name}.unseen: the relearning control at N = {n_values[-1]} is as many never-seen "
+        f"samples as the cell forgot (N x request_size = {n_values[-1]} x {size} = {{wanted}}), but the "
+        "split holds {available}",
+    )
     source = relearning["source_dataset"] or name
     if relearning["source"] == "unseen" and source == name:
-        require(2 * largest, dataset["unseen"],
-                f"relearning.source: relearning on the unseen split at N = {n_values[-1]} takes {largest} samples "
-                f"beside the {largest} of the control, disjoint from them ({{wanted}} in all), but "
-                f"datasets.{name}.unseen = {{available}}")
+        require(
+            2 * largest,
+            dataset["unseen"],
+            f"relearning.source: relearning on the unseen split at N = {n_values[-1]} takes {largest} samples "
+            f"beside the {largest} of the control, disjoint from them ({{wanted}} in all), but "
+            f"datasets.{name}.unseen = {{available}}",
+        )
     elif relearning["source"] != "forget" or source != name:
-        require(largest, held(source, relearning["source"]),
-                f"relearning.source: relearning at N = {n_values[-1]} on the {relearning['source']} split of "
-                f"{source!r} takes as many samples as the cell forgot ({{wanted}}), but it holds {{available}}")
-    require(relearning["batch_size"], smallest,
-            f"relearning.batch_size: a batch of {{wanted}} samples cannot be filled from the {{available}} "
-            f"samples forgotten at N = {n_values[0]}")
+        require(
+            largest,
+            held(source, relearning["source"]),
+            f"relearning.source: relearning at N = {n_values[-1]} on the {relearning['source']} split of "
+            f"{source!r} takes as many samples as the cell forgot ({{wanted}}), but it holds {{available}}",
+        )
+    require(
+        relearning["batch_size"],
+        smallest,
+        f"relearning.batch_size: a batch of {{wanted}} samples cannot be filled from the {{available}} "
+        f"samples forgotten at N = {n_values[0]}",
+    )
 
     batch = config["unlearning"]["retain_batch_size"]
     if any(METHODS[m].uses_retain for m in methods if m != "finetune"):
-        require(batch, dataset["retain"],
-                f"unlearning.retain_batch_size: a retain batch of {{wanted}} samples cannot be filled from "
-                f"datasets.{name}.retain = {{available}}")
+        require(
+            batch,
+            dataset["retain"],
+            f"unlearning.retain_batch_size: a retain batch of {{wanted}} samples cannot be filled from "
+            f"datasets.{name}.retain = {{available}}",
+        )
     baseline_n = [n for block in blocks if "finetune" in block["methods"] for n in block["n_requests"]]
     if baseline_n:
         baseline = config["baseline"]
         source = baseline["source_dataset"] or name
         if baseline["source"] == "unseen" and source == name:
             reserved = 2 * max(baseline_n) * size
-            require(batch, dataset["unseen"] - reserved,
-                    f"baseline.source: the baseline at N = {max(baseline_n)} trains on the unseen samples after the "
-                    f"{reserved} that its control and relearning may use; a batch of {{wanted}} "
-                    f"(unlearning.retain_batch_size) cannot be filled from the {{available}} left of "
-                    f"datasets.{name}.unseen = {dataset['unseen']}")
+            require(
+                batch,
+                dataset["unseen"] - reserved,
+                f"baseline.source: the baseline at N = {max(baseline_n)} trains on the unseen samples after the "
+                f"{reserved} that its control and relearning may use; a batch of {{wanted}} "
+                f"(unlearning.retain_batch_size) cannot be filled from the {{available}} left of "
+                f"datasets.{name}.unseen = {dataset['unseen']}",
+            )
         else:
-            require(batch, held(source, baseline["source"]),
-                    f"baseline.source: a fine-tuning batch of {{wanted}} samples (unlearning.retain_batch_size) "
-                    f"cannot be filled from the {baseline['source']} split of {source!r}, which holds {{available}}")
+            require(
+                batch,
+                held(source, baseline["source"]),
+                f"baseline.source: a fine-tuning batch of {{wanted}} samples (unlearning.retain_batch_size) "
+                f"cannot be filled from the {baseline['source']} split of {source!r}, which holds {{available}}",
+            )
 
     training = model["base_training"]
     if training["epochs"]:
-        require(training["batch_size"], pool + dataset["retain"] + dataset["retain_eval"],
-                f"models.{model_name}.base_training.batch_size: a batch of {{wanted}} samples cannot be filled "
-                f"from the {{available}} forget, retain and retain_eval samples of {name!r}")
-    require(config["capture"]["fisher_samples"], pool,
-            f"capture.fisher_samples: the Fisher on {{wanted}} forget samples needs more than the forget pool "
-            f"of {name!r} holds ({{available}})")
+        require(
+            training["batch_size"],
+            pool + dataset["retain"] + dataset["retain_eval"],
+            f"models.{model_name}.base_training.batch_size: a batch of {{wanted}} samples cannot be filled "
+            f"from the {{available}} forget, retain and retain_eval samples of {name!r}",
+        )
+    require(
+        config["capture"]["fisher_samples"],
+        pool,
+        f"capture.fisher_samples: the Fisher on {{wanted}} forget samples needs more than the forget pool "
+        f"of {name!r} holds ({{available}})",
+    )
     for section in ("capture", "curves"):
-        require(config[section]["retain_samples"], dataset["retain_eval"],
-                f"{section}.retain_samples: {{wanted}} retain samples are more than datasets.{name}.retain_eval = "
-                "{available} (retain accuracy is measured on samples no stage after the base model trains on)")
+        require(
+            config[section]["retain_samples"],
+            dataset["retain_eval"],
+            f"{section}.retain_samples: {{wanted}} retain samples are more than datasets.{name}.retain_eval = "
+            "{available} (retain accuracy is measured on samples no stage after the base model trains on)",
+        )
 
 
 def _check_benchmarks(config: Mapping[str, Any], experiment: Mapping[str, Any], index: int) -> None:
@@ -334,8 +400,10 @@ def _check_benchmarks(config: Mapping[str, Any], experiment: Mapping[str, Any], 
     dataset, model = config["datasets"][dataset_name], config["models"][model_name]
     positions = model_positions(model)
     if positions is not None and positions < model["max_length"]:
-        raise ConfigError(f"models.{model_name}.max_positions: {positions} positions cannot hold "
-                          f"max_length = {model['max_length']} tokens")
+        raise ConfigError(
+            f"models.{model_name}.max_positions: {positions} positions cannot hold "
+            f"max_length = {model['max_length']} tokens"
+        )
     for name in experiment.get("benchmarks", []):
         _check_defined(config, "benchmarks", name, key)
         spec, where = config["benchmarks"][name], f"benchmarks.{name}"
@@ -349,13 +417,19 @@ def _check_benchmarks(config: Mapping[str, Any], experiment: Mapping[str, Any], 
         if spec["source"] == "held_out":
             held = dataset["math_eval"]
             if not held:
-                raise ConfigError(f"{key}: {name!r} reads the held-out problems of {dataset_name!r}, but "
-                                  f"datasets.{dataset_name}.math_eval = 0 (a gsm_symbolic source holds them)")
+                raise ConfigError(
+                    f"{key}: {name!r} reads the held-out problems of {dataset_name!r}, but "
+                    f"datasets.{dataset_name}.math_eval = 0 (a gsm_symbolic source holds them)"
+                )
             if spec["problems"] is not None and spec["problems"] > held:
-                raise ConfigError(f"{where}.problems: {spec['problems']} problems asked, but "
-                                  f"datasets.{dataset_name}.math_eval = {held}")
+                raise ConfigError(
+                    f"{where}.problems: {spec['problems']} problems asked, but "
+                    f"datasets.{dataset_name}.math_eval = {held}"
+                )
         if positions is not None and spec["max_new_tokens"] + 2 > positions:
-            raise ConfigError(f"{where}.max_new_tokens: a generation budget of {spec['max_new_tokens']} tokens "
-                              f"leaves no room for a prompt in the {positions} positions of models.{model_name} "
-                              f"(max_positions, or max_length = {model['max_length']}); lower it or raise "
-                              "max_positions")
+            raise ConfigError(
+                f"{where}.max_new_tokens: a generation budget of {spec['max_new_tokens']} tokens "
+                f"leaves no room for a prompt in the {positions} positions of models.{model_name} "
+                f"(max_positions, or max_length = {model['max_length']}); lower it or raise "
+                "max_positions"
+            )

@@ -3,7 +3,8 @@
 Documents come from a source (sources.py). Each document is cut into *samples* of at most
 `max_chars` characters at blank lines, so a sample is a readable piece that starts at a natural
 boundary; with `whole_documents` a document is one sample (a problem with its solution), and a
-document longer than `max_chars` is dropped and counted in the manifest. Splits are made of whole document groups: a group that gives a sample to the forget pool
+document longer than `max_chars` is dropped and counted in the manifest. Splits are made of whole
+document groups: a group that gives a sample to the forget pool
 gives nothing to any other split, because forgetting is not targeted when forget and retain share
 documents. Tokenizing to the model's `max_length` happens later, where the model is known.
 
@@ -37,8 +38,19 @@ from .sources import DataError, Document, load_documents, source_version
 FILLED = ("forget", "holdout", "unseen", "retain", "retain_eval", "math_eval")
 SPLITS = (*FILLED, "background")
 
-__all__ = ["DataError", "Document", "SPLITS", "SplitPlan", "build_splits", "load_manifest",
-           "load_split", "normalise", "prepare", "requested", "segment"]
+__all__ = [
+    "DataError",
+    "Document",
+    "SPLITS",
+    "SplitPlan",
+    "build_splits",
+    "load_manifest",
+    "load_split",
+    "normalise",
+    "prepare",
+    "requested",
+    "segment",
+]
 
 
 # --------------------------------------------------------------------------- samples
@@ -103,6 +115,7 @@ def _duplicate_keys(text: str) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- splits
 
+
 @dataclass(frozen=True)
 class SplitPlan:
     forget_requests: int
@@ -127,8 +140,14 @@ class SplitPlan:
         return self.forget_requests * self.request_size
 
     def wanted(self) -> dict[str, int]:
-        sizes = {"forget": self.forget, "holdout": self.holdout, "unseen": self.unseen,
-                 "retain": self.retain, "retain_eval": self.retain_eval, "math_eval": self.math_eval}
+        sizes = {
+            "forget": self.forget,
+            "holdout": self.holdout,
+            "unseen": self.unseen,
+            "retain": self.retain,
+            "retain_eval": self.retain_eval,
+            "math_eval": self.math_eval,
+        }
         return {split: sizes[split] for split in FILLED if sizes[split] > 0}
 
 
@@ -145,8 +164,10 @@ def dropped_documents(documents: list[Document], plan: SplitPlan) -> dict[str, i
     if not plan.whole_documents:
         return {}
     lengths = [len(doc.text.strip("\n")) for doc in documents]
-    return {"longer_than_max_chars": sum(n > plan.max_chars for n in lengths),
-            "shorter_than_min_chars": sum(n < plan.min_chars for n in lengths)}
+    return {
+        "longer_than_max_chars": sum(n > plan.max_chars for n in lengths),
+        "shorter_than_min_chars": sum(n < plan.min_chars for n in lengths),
+    }
 
 
 def build_splits(name: str, documents: list[Document], plan: SplitPlan, seed: int) -> dict[str, list[dict]]:
@@ -156,13 +177,19 @@ def build_splits(name: str, documents: list[Document], plan: SplitPlan, seed: in
         for k, text in enumerate(samples_of(doc.text, plan)):
             record = {"id": f"{doc.id}#{k}", "document": doc.split_group, "text": text}
             groups[doc.split_group].append((record, doc.answer))
-    counts = Counter(key for pieces in groups.values() for record, _ in pieces
-                     for key in _duplicate_keys(record["text"]))
+    counts = Counter(
+        key for pieces in groups.values() for record, _ in pieces for key in _duplicate_keys(record["text"])
+    )
     # A text that occurs twice anywhere (exactly or nearly) is dropped everywhere: no copy can
     # straddle two splits.
-    groups = {group: [(record, answer) for record, answer in pieces
-                      if all(counts[k] == 1 for k in _duplicate_keys(record["text"]))]
-              for group, pieces in groups.items()}
+    groups = {
+        group: [
+            (record, answer)
+            for record, answer in pieces
+            if all(counts[k] == 1 for k in _duplicate_keys(record["text"]))
+        ]
+        for group, pieces in groups.items()
+    }
 
     order = sorted(groups)
     random.Random(seed).shuffle(order)
@@ -181,8 +208,9 @@ def build_splits(name: str, documents: list[Document], plan: SplitPlan, seed: in
             continue
         room = wanted[current] - len(splits[current])
         take = min(room, plan.max_samples_per_document)
-        splits[current].extend({**record, **answer} if current == "math_eval" else record
-                               for record, answer in pieces[:take])
+        splits[current].extend(
+            {**record, **answer} if current == "math_eval" else record for record, answer in pieces[:take]
+        )
         # What the group has left only trains the tokenizer: every split's groups give theirs.
         splits["background"].extend(record for record, _ in pieces[take:])
         if len(splits[current]) == wanted[current]:
@@ -200,8 +228,12 @@ def _check_sizes(name, splits, wanted, plan, groups, documents) -> None:
         if len(splits[split]) < size:
             usable = sum(map(len, groups.values()))
             too_long = dropped_documents(documents, plan).get("longer_than_max_chars")
-            whole = (f" With whole_documents, {too_long} documents longer than max_chars = {plan.max_chars} were "
-                     "dropped: raise 'max_chars' to keep them." if too_long else "")
+            whole = (
+                f" With whole_documents, {too_long} documents longer than max_chars = {plan.max_chars} were "
+                "dropped: raise 'max_chars' to keep them."
+                if too_long
+                else ""
+            )
             keys = {"forget": "forget_requests x request_size", "math_eval": "math_eval"}
             raise DataError(
                 f"dataset {name!r}: not enough samples for the {split} split ({size} wanted, key "
@@ -209,7 +241,8 @@ def _check_sizes(name, splits, wanted, plan, groups, documents) -> None:
                 f"samples in {len(groups)} groups of {len(documents)} documents, at most "
                 f"{plan.max_samples_per_document} per group per split and filled in the order "
                 f"{', '.join(wanted)}. Lower 'forget_requests', 'request_size', 'holdout', 'unseen', "
-                f"'retain', 'retain_eval' or 'math_eval', or raise 'max_samples_per_document'.{whole}")
+                f"'retain', 'retain_eval' or 'math_eval', or raise 'max_samples_per_document'.{whole}"
+            )
 
 
 def _cap_chars(records: list[dict], budget: int) -> list[dict]:
@@ -228,6 +261,7 @@ def requested(forget: list[dict], n_requests: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- files
+
 
 def prepare(name: str, spec: Mapping, seed: int, out_dir: str | os.PathLike) -> dict:
     """Load, split and write `<out_dir>/<split>.jsonl` and `manifest.json`.

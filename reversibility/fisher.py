@@ -21,9 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .tokenization import IGNORE_INDEX, collate
-
 from .fisher_histograms import BINS, histogram_distance  # noqa: F401  (re-exported)
+from .tokenization import IGNORE_INDEX, collate
 
 
 def decoder_layer_paths(model) -> list[str]:
@@ -36,15 +35,22 @@ def layer_parameters(model, path: str) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if name.startswith(prefix)}
 
 
-def diagonal_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int, layers: Sequence[str],
-                    chunk_size: int = 8) -> dict[str, dict[str, torch.Tensor]]:
+def diagonal_fisher(
+    model, sequences: Sequence[Sequence[int]], pad_id: int, layers: Sequence[str], chunk_size: int = 8
+) -> dict[str, dict[str, torch.Tensor]]:
     """For each layer path, the Fisher diagonal of each of its parameters (float32, on CPU), over
     all `sequences` (see `fisher_prefixes`)."""
     return fisher_prefixes(model, sequences, pad_id, layers, [len(sequences)], chunk_size)[len(sequences)]
 
 
-def fisher_prefixes(model, sequences: Sequence[Sequence[int]], pad_id: int, layers: Sequence[str],
-                    counts: Sequence[int], chunk_size: int = 8) -> dict[int, dict[str, dict[str, torch.Tensor]]]:
+def fisher_prefixes(
+    model,
+    sequences: Sequence[Sequence[int]],
+    pad_id: int,
+    layers: Sequence[str],
+    counts: Sequence[int],
+    chunk_size: int = 8,
+) -> dict[int, dict[str, dict[str, torch.Tensor]]]:
     """For each count c, the Fisher diagonal over the first c sequences (float32, on CPU), per layer
     path and parameter, as `diagonal_fisher(model, sequences[:c], ...)` gives it, from one pass over
     the first max(counts) sequences: chunks end at every count, where the running sums are read.
@@ -67,11 +73,14 @@ def fisher_prefixes(model, sequences: Sequence[Sequence[int]], pad_id: int, laye
             handlers[module_name] = modules[module_name]
     for module_name, module in handlers.items():
         if not (isinstance(module, torch.nn.Linear) or _is_rms_norm(module)):
-            raise NotImplementedError(f"Fisher: no per-sample gradient rule for {module_name} "
-                                      f"({type(module).__name__})")
+            raise NotImplementedError(
+                f"Fisher: no per-sample gradient rule for {module_name} ({type(module).__name__})"
+            )
     totals = {name: torch.zeros_like(p, dtype=torch.float32) for group in owned.values() for name, p in group.items()}
-    hooks = [module.register_forward_hook(_on_output_gradient(_accumulate(totals, name, module)))
-             for name, module in handlers.items()]
+    hooks = [
+        module.register_forward_hook(_on_output_gradient(_accumulate(totals, name, module)))
+        for name, module in handlers.items()
+    ]
     requires = {name: p.requires_grad for name, p in model.named_parameters()}
     embeddings = model.get_input_embeddings()
     hooks.append(embeddings.register_forward_hook(lambda _m, _i, out: out.requires_grad_(True)))
@@ -79,18 +88,20 @@ def fisher_prefixes(model, sequences: Sequence[Sequence[int]], pad_id: int, laye
     model.eval()
     prefixes = {}
     try:
-        model.requires_grad_(False)   # activation gradients only; parameter gradients come from the rules
+        model.requires_grad_(False)  # activation gradients only; parameter gradients come from the rules
         for start, stop in bounds:
-            batch = collate(sequences[start: stop], pad_id).to(device)
+            batch = collate(sequences[start:stop], pad_id).to(device)
             logits = model(input_ids=batch.input_ids).logits[:, :-1].float()
             targets = batch.labels[:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
-                                                    reduction="none")          # 0 at pad targets
+            nll = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+            )  # 0 at pad targets
             per_sample = nll.sum(1) / (targets != IGNORE_INDEX).sum(1).clamp(min=1)
             per_sample.sum().backward()
             if stop in stops:
-                prefixes[stop] = {path: {name: (totals[name] / stop).cpu() for name in group}
-                                  for path, group in owned.items()}
+                prefixes[stop] = {
+                    path: {name: (totals[name] / stop).cpu() for name in group} for path, group in owned.items()
+                }
     finally:
         for hook in hooks:
             hook.remove()
@@ -106,8 +117,9 @@ def _validated_counts(counts: Sequence[int], available: int) -> list[int]:
         raise ValueError("Fisher: no sample counts requested")
     for count in counts:
         if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 1 <= count <= available:
-            raise ValueError(f"Fisher: sample count {count!r} is not between 1 and {available}, "
-                             f"the number of sequences")
+            raise ValueError(
+                f"Fisher: sample count {count!r} is not between 1 and {available}, the number of sequences"
+            )
     return sorted(set(counts))
 
 
@@ -131,15 +143,17 @@ def _is_rms_norm(module) -> bool:
 def _on_output_gradient(rule):
     """A forward hook that keeps the module's input and calls `rule(input, output gradient)` when
     the backward pass reaches the output (a tensor hook: cheaper than a module backward hook)."""
+
     def hook(_module, args, output):
         x = args[0].detach()
         output.register_hook(lambda grad: rule(x, grad))
+
     return hook
 
 
 def _accumulate(totals: dict, name: str, module):
     def rule(x, grad_output):
-        g, x = grad_output.float(), x.float()            # [B, T, out], [B, T, in]: each sample's own
+        g, x = grad_output.float(), x.float()  # [B, T, out], [B, T, in]: each sample's own
         if isinstance(module, torch.nn.Linear):
             _add_squared_outer_products(totals[f"{name}.weight"], g, x)
             if module.bias is not None:
@@ -147,6 +161,7 @@ def _accumulate(totals: dict, name: str, module):
         else:
             normalised = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + module.variance_epsilon)
             totals[f"{name}.weight"] += (g * normalised).sum(1).square().sum(0)
+
     return rule
 
 
@@ -155,7 +170,7 @@ def _add_squared_outer_products(total: torch.Tensor, g: torch.Tensor, x: torch.T
     in place, a block of samples at a time."""
     rows = _block_rows(g.device, total.numel())
     for start in range(0, g.shape[0], rows):
-        per_sample = torch.bmm(g[start: start + rows].transpose(1, 2), x[start: start + rows])
+        per_sample = torch.bmm(g[start : start + rows].transpose(1, 2), x[start : start + rows])
         total += per_sample.square_().sum(0)
 
 
@@ -171,8 +186,9 @@ def _block_rows(device: torch.device, weight_size: int) -> int:
     return max(1, GPU_BLOCK_BYTES // (4 * weight_size))
 
 
-def loop_fisher(model, sequences: Sequence[Sequence[int]], pad_id: int,
-                layers: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+def loop_fisher(
+    model, sequences: Sequence[Sequence[int]], pad_id: int, layers: Sequence[str]
+) -> dict[str, dict[str, torch.Tensor]]:
     """The same Fisher with one backward pass per sample (the reference for tests and benches)."""
     device = next(model.parameters()).device
     params = {path: layer_parameters(model, path) for path in layers}
@@ -198,6 +214,10 @@ def summarise(fisher: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict]:
     for path, group in fisher.items():
         values = torch.cat([v.flatten() for v in group.values()]).double().numpy()
         counts, _ = np.histogram(np.minimum(values[values >= BINS[0]], BINS[-1]), bins=BINS)
-        summary[path] = {"histogram": counts.astype(np.int64), "below_range": int((values < BINS[0]).sum()),
-                         "mass": float(values.sum()), "parameters": int(values.size)}
+        summary[path] = {
+            "histogram": counts.astype(np.int64),
+            "below_range": int((values < BINS[0]).sum()),
+            "mass": float(values.sum()),
+            "parameters": int(values.size),
+        }
     return summary

@@ -25,4 +25,4 @@ def histogram_distance(base: np.ndarray, other: np.ndarray) -> float:
         return float((a[nonzero] * np.log2(a[nonzero] / b[nonzero])).sum())
 
     divergence = 0.5 * kl(p, m) + 0.5 * kl(q, m)
-    return math.sqrt(min(max(divergence, 0.0), 1.0))     # rounding can step just outside [0, 1]
+    return math.sqrt(min(max(divergence, 0.0), 1.0))  # rounding can step just outside [0, 1]

@@ -52,15 +52,19 @@ def token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, to
     """Per next-token statistics, [B, T-1] each, zero where there is no real target."""
     targets = labels[:, 1:]
     mask = targets != IGNORE_INDEX
-    logprobs = torch.log_softmax(logits[:, :-1][mask].float(), dim=-1)   # real targets only
+    logprobs = torch.log_softmax(logits[:, :-1][mask].float(), dim=-1)  # real targets only
     real = targets[mask]
     probs = logprobs.exp()
     mu = (probs * logprobs).sum(-1)
     # The spread about the mean, not E[l^2] - mu^2: that difference of two numbers near
     # (log V)^2 loses most of float32's digits when the prediction is flat.
     sigma = (probs * (logprobs - mu.unsqueeze(-1)).square()).sum(-1).sqrt()
-    values = {"logprob": logprobs.gather(-1, real.unsqueeze(-1)).squeeze(-1),
-              "correct": logprobs.argmax(-1) == real, "mu": mu, "sigma": sigma}
+    values = {
+        "logprob": logprobs.gather(-1, real.unsqueeze(-1)).squeeze(-1),
+        "correct": logprobs.argmax(-1) == real,
+        "mu": mu,
+        "sigma": sigma,
+    }
     stats = {"mask": mask}
     for name, value in values.items():
         full = torch.zeros(mask.shape, dtype=value.dtype, device=value.device)
@@ -70,8 +74,17 @@ def token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, to
 
 
 @torch.no_grad()
-def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int, pooling: str,
-                  max_length: int, device, keep_states: int = 0, with_stats: bool = True) -> dict[str, object]:
+def capture_split(
+    model,
+    sequences: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int,
+    pooling: str,
+    max_length: int,
+    device,
+    keep_states: int = 0,
+    with_stats: bool = True,
+) -> dict[str, object]:
     """Pooled features of every layer, token statistics and (for the first `keep_states`
     samples) token-level states, for one split.
 
@@ -79,7 +92,7 @@ def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_
     pass): results stay on the device until their batch is done, then go to the host by
     asynchronous copies, waited for once at the end."""
     modules = layer_modules(model)
-    pooled: list[torch.Tensor] = []                       # [layers, batch, hidden] per batch
+    pooled: list[torch.Tensor] = []  # [layers, batch, hidden] per batch
     states: list[list[torch.Tensor]] = [[] for _ in modules]
     stats: dict[str, list[torch.Tensor]] = {name: [] for name in TOKEN_STATS}
     current: dict[str, object] = {}
@@ -92,6 +105,7 @@ def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_
             if keep:
                 kept = hidden[:keep].float() * current["mask"][:keep, :, None]
                 states[index].append(_to_host(_pad_to(kept, max_length, dim=1)))
+
         return fn
 
     handles = [module.register_forward_hook(hook(k)) for k, (_, module) in enumerate(modules)]
@@ -110,10 +124,12 @@ def capture_split(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_
         for handle in handles:
             handle.remove()
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)                    # every asynchronous copy has landed
-    return {"features": [torch.cat([batch[index] for batch in pooled]).numpy() for index in range(len(modules))],
-            "stats": {name: torch.cat(chunks).numpy() for name, chunks in stats.items() if chunks},
-            "states": [torch.cat(chunks).numpy() for chunks in states] if keep_states else []}
+        torch.cuda.synchronize(device)  # every asynchronous copy has landed
+    return {
+        "features": [torch.cat([batch[index] for batch in pooled]).numpy() for index in range(len(modules))],
+        "stats": {name: torch.cat(chunks).numpy() for name, chunks in stats.items() if chunks},
+        "states": [torch.cat(chunks).numpy() for chunks in states] if keep_states else [],
+    }
 
 
 def _pad_to(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:

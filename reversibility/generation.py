@@ -13,34 +13,43 @@ def prompt_ids(tokenizer, prompt: str, budget: int) -> list[int]:
     prompt loses its beginning, so that it still ends where the answer starts."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return bos + ids[max(0, len(ids) - (budget - len(bos))):]
+    return bos + ids[max(0, len(ids) - (budget - len(bos))) :]
 
 
 @torch.no_grad()
-def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-                    stop: Sequence[str] = ()) -> list[str]:
+def greedy_generate(
+    model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int, stop: Sequence[str] = ()
+) -> list[str]:
     """The greedy continuation of each prompt, cut at the first stop string. Prompt and
     generation together stay within the model's positions."""
     device = next(model.parameters()).device
     positions = model.config.max_position_embeddings
     budget = positions - max_new_tokens
     if budget < 2:
-        raise ValueError(f"a generation budget of {max_new_tokens} tokens leaves no room for a prompt in the "
-                         f"model's {positions} positions")
+        raise ValueError(
+            f"a generation budget of {max_new_tokens} tokens leaves no room for a prompt in the "
+            f"model's {positions} positions"
+        )
     pad = tokenizer.pad_token_id
     outputs: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        encoded = [prompt_ids(tokenizer, prompt, budget) for prompt in prompts[start: start + batch_size]]
+        encoded = [prompt_ids(tokenizer, prompt, budget) for prompt in prompts[start : start + batch_size]]
         width = max(map(len, encoded))
         input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
-        for row, ids in enumerate(encoded):          # left padding: prompts end where generation starts
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention_mask[row, width - len(ids):] = 1
+        for row, ids in enumerate(encoded):  # left padding: prompts end where generation starts
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, width - len(ids) :] = 1
         stopping = [StopInGeneration(tokenizer, stop, width)] if stop else None
-        generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                   max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                   eos_token_id=tokenizer.eos_token_id, stopping_criteria=stopping)
+        generated = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            stopping_criteria=stopping,
+        )
         for row in generated[:, width:]:
             outputs.append(cut(tokenizer.decode(row, skip_special_tokens=True), stop))
     return outputs

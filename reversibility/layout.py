@@ -48,5 +48,8 @@ def local_results(inputs: Iterable[str], cell: Cell) -> str:
 def benchmark_dirs(inputs) -> dict[str, str]:
     """The folders of the prepared benchmarks among a job's named inputs (`benchmark_<name>`, the
     problems file; `benchmark_<name>_manifest` beside it)."""
-    return {key.removeprefix("benchmark_"): str(path).rsplit("/", 1)[0] for key, path in inputs.items()
-            if key.startswith("benchmark_") and not key.endswith("_manifest")}
+    return {
+        key.removeprefix("benchmark_"): str(path).rsplit("/", 1)[0]
+        for key, path in inputs.items()
+        if key.startswith("benchmark_") and not key.endswith("_manifest")
+    }

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 FLOAT32 = 4
-ADAMW_STATES = 2          # exp_avg and exp_avg_sq
-LORA_TARGETS = 7          # q, k, v, o, gate, up, down projections of every decoder layer
-LOGITS_TENSORS = 3        # float32 [B, T, V] tensors alive at once around the loss
+ADAMW_STATES = 2  # exp_avg and exp_avg_sq
+LORA_TARGETS = 7  # q, k, v, o, gate, up, down projections of every decoder layer
+LOGITS_TENSORS = 3  # float32 [B, T, V] tensors alive at once around the loss
 KL_REFERENCE_TENSORS = 2  # the reference's float32 log-probabilities and their exp (KL terms)
 
 
@@ -41,19 +41,24 @@ class ModelShape:
     kv_heads: int
     vocab: int
     tied_embeddings: bool = False
-    head_dim: int | None = None      # hidden // heads unless the config says otherwise
-    attention_bias: bool = False     # q, k, v biases (Qwen2 has them)
+    head_dim: int | None = None  # hidden // heads unless the config says otherwise
+    attention_bias: bool = False  # q, k, v biases (Qwen2 has them)
 
     @classmethod
     def from_config(cls, config: Any) -> "ModelShape":
         """The shape of a transformers LlamaConfig, Qwen2Config or alike."""
         bias = getattr(config, "attention_bias", None)
-        return cls(hidden=config.hidden_size, intermediate=config.intermediate_size,
-                   layers=config.num_hidden_layers, heads=config.num_attention_heads,
-                   kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-                   vocab=config.vocab_size, tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
-                   head_dim=getattr(config, "head_dim", None),
-                   attention_bias=bool(bias) if bias is not None else config.model_type == "qwen2")
+        return cls(
+            hidden=config.hidden_size,
+            intermediate=config.intermediate_size,
+            layers=config.num_hidden_layers,
+            heads=config.num_attention_heads,
+            kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+            vocab=config.vocab_size,
+            tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+            head_dim=getattr(config, "head_dim", None),
+            attention_bias=bool(bias) if bias is not None else config.model_type == "qwen2",
+        )
 
     @property
     def query_width(self) -> int:
@@ -119,7 +124,7 @@ def layer_activation_bytes(shape: ModelShape, compute_bytes: int, lora_rank: int
     """
     h, i, c = shape.hidden, shape.intermediate, compute_bytes
     full = lora_rank is None
-    own_copies = compute_bytes < FLOAT32     # autocast: a cast copy per projection
+    own_copies = compute_bytes < FLOAT32  # autocast: a cast copy per projection
     norms = 2 * FLOAT32 * h * (2 if full else 1)
     qkv_input = c * h * (3 if own_copies else 1)
     gate_up_input = c * h * (2 if own_copies else 1)
@@ -131,8 +136,9 @@ def layer_activation_bytes(shape: ModelShape, compute_bytes: int, lora_rank: int
     return norms + qkv_input + gate_up_input + o_input + down_input + attention + mlp + adapter
 
 
-def activation_bytes(shape: ModelShape, *, tokens: int, compute_bytes: int, lora_rank: int | None,
-                     gradient_checkpointing: bool) -> int:
+def activation_bytes(
+    shape: ModelShape, *, tokens: int, compute_bytes: int, lora_rank: int | None, gradient_checkpointing: bool
+) -> int:
     """Bytes one forward pass keeps for the backward pass: the decoder stack plus the final norm
     and the head's input.
 
@@ -151,8 +157,9 @@ def activation_bytes(shape: ModelShape, *, tokens: int, compute_bytes: int, lora
     return tokens * (stack + head)
 
 
-def recomputed_layer_bytes(shape: ModelShape, *, tokens: int, compute_bytes: int, lora_rank: int | None,
-                           gradient_checkpointing: bool) -> int:
+def recomputed_layer_bytes(
+    shape: ModelShape, *, tokens: int, compute_bytes: int, lora_rank: int | None, gradient_checkpointing: bool
+) -> int:
     """With gradient checkpointing, the bytes one layer's recomputation holds at its end, where
     a checkpointed model's backward pass peaks:
 
@@ -173,10 +180,19 @@ def recomputed_layer_bytes(shape: ModelShape, *, tokens: int, compute_bytes: int
     return tokens * per_token + weight_copies
 
 
-def training_memory(shape: ModelShape, *, batch: int, seq: int, compute_bytes: int,
-                    lora_rank: int | None = None, reference: bool = False,
-                    gradient_checkpointing: bool = False, forward_passes: int = 1,
-                    fused_optimizer: bool = True, processes: int = 1) -> dict[str, int]:
+def training_memory(
+    shape: ModelShape,
+    *,
+    batch: int,
+    seq: int,
+    compute_bytes: int,
+    lora_rank: int | None = None,
+    reference: bool = False,
+    gradient_checkpointing: bool = False,
+    forward_passes: int = 1,
+    fused_optimizer: bool = True,
+    processes: int = 1,
+) -> dict[str, int]:
     """Peak bytes of a training step (any after the first, once AdamW's state exists), per
     component, and their `total`. With P model parameters, P_lin of them matmul weights, P_t
     trainable ones (P for full fine-tuning, the adapter's for LoRA), c compute bytes (2 for
@@ -227,14 +243,19 @@ def training_memory(shape: ModelShape, *, batch: int, seq: int, compute_bytes: i
     if processes > 1 and lora_rank is not None:
         raise ValueError("sharding is for full fine-tuning; a LoRA job runs in one process")
     per_process = -(-batch // processes)
-    sizes = dict(tokens=per_process * seq, compute_bytes=compute_bytes, lora_rank=lora_rank,
-                 gradient_checkpointing=gradient_checkpointing)
+    sizes = dict(
+        tokens=per_process * seq,
+        compute_bytes=compute_bytes,
+        lora_rank=lora_rank,
+        gradient_checkpointing=gradient_checkpointing,
+    )
     total_params = shape.parameters
     trainable = total_params if lora_rank is None else shape.lora_parameters(lora_rank)
     frozen = 0 if lora_rank is None else total_params
     autocast = compute_bytes < FLOAT32
     cast_params = (shape.linear_parameters if lora_rank is None else trainable) if autocast else 0
     recomputed = recomputed_layer_bytes(shape, **sizes)
+
     def shard(n_bytes: int) -> int:
         return -(-n_bytes // processes)
 
@@ -250,8 +271,11 @@ def training_memory(shape: ModelShape, *, batch: int, seq: int, compute_bytes: i
         "weight_cast_cache": compute_bytes * cast_params,
         "reference": shard(compute_bytes * total_params) if reference and lora_rank is None else 0,
         "activations": forward_passes * activation_bytes(shape, **sizes) + recomputed,
-        "logits": FLOAT32 * per_process * seq * shape.vocab * (
-            LOGITS_TENSORS + (forward_passes - 1) + (KL_REFERENCE_TENSORS if reference else 0)),
+        "logits": FLOAT32
+        * per_process
+        * seq
+        * shape.vocab
+        * (LOGITS_TENSORS + (forward_passes - 1) + (KL_REFERENCE_TENSORS if reference else 0)),
         "gathered": gathered,
     }
     kept = parts["activations"] - recomputed
@@ -282,8 +306,9 @@ def memory_table(rows: Iterable[tuple[str, Mapping[str, int]]]) -> str:
 
 
 PUBLISHED_SHAPES = {
-    "Qwen2.5-7B": ModelShape(hidden=3584, intermediate=18944, layers=28, heads=28, kv_heads=4, vocab=152064,
-                             attention_bias=True),
+    "Qwen2.5-7B": ModelShape(
+        hidden=3584, intermediate=18944, layers=28, heads=28, kv_heads=4, vocab=152064, attention_bias=True
+    ),
     "Yi-6B": ModelShape(hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=4, vocab=64000),
 }
 
@@ -292,8 +317,7 @@ TABLE_JOBS = [
     ("full + reference", dict(reference=True)),
     ("full, checkpointing", dict(gradient_checkpointing=True)),
     ("full + reference, checkpointing", dict(reference=True, gradient_checkpointing=True)),
-    ("full + reference, checkpointing, sharded over 4", dict(reference=True, gradient_checkpointing=True,
-                                                             processes=4)),
+    ("full + reference, checkpointing, sharded over 4", dict(reference=True, gradient_checkpointing=True, processes=4)),
     ("LoRA r8", dict(lora_rank=8)),
     ("LoRA r8, checkpointing", dict(lora_rank=8, gradient_checkpointing=True)),
 ]
@@ -301,9 +325,11 @@ TABLE_JOBS = [
 
 def published_table(batch: int = 8, seq: int = 512, compute_bytes: int = 2) -> str:
     """The table of docs/models.md: the published shapes under each job, bfloat16 autocast by default."""
-    return memory_table((f"{name} {job}", training_memory(shape, batch=batch, seq=seq,
-                                                           compute_bytes=compute_bytes, **options))
-                        for name, shape in PUBLISHED_SHAPES.items() for job, options in TABLE_JOBS)
+    return memory_table(
+        (f"{name} {job}", training_memory(shape, batch=batch, seq=seq, compute_bytes=compute_bytes, **options))
+        for name, shape in PUBLISHED_SHAPES.items()
+        for job, options in TABLE_JOBS
+    )
 
 
 if __name__ == "__main__":

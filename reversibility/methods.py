@@ -90,10 +90,12 @@ def register(name: str, *, uses_reference: bool = False, uses_retain: bool = Fal
     def wrap(loss):
         METHODS[name] = Method(loss, uses_reference, uses_retain, defaults)
         return loss
+
     return wrap
 
 
 # --------------------------------------------------------------------------- shared terms
+
 
 def retain_kl(model, reference, batch: Batch) -> torch.Tensor:
     """KL(p_ref || p_theta) of the next-token distributions on a retain batch, averaged over its

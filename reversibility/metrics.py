@@ -98,11 +98,18 @@ def _lowest_fraction_mean(values: np.ndarray, mask: np.ndarray, k: float) -> np.
 ATTACKS = {"loss": loss_score, "zlib": zlib_score, "min_k": min_k_score, "min_k_plus_plus": min_k_plus_plus_score}
 
 
-def attack_aucs(forget: Mapping[str, np.ndarray], holdout: Mapping[str, np.ndarray],
-                forget_zlib: np.ndarray, holdout_zlib: np.ndarray, k: float) -> dict[str, float]:
+def attack_aucs(
+    forget: Mapping[str, np.ndarray],
+    holdout: Mapping[str, np.ndarray],
+    forget_zlib: np.ndarray,
+    holdout_zlib: np.ndarray,
+    k: float,
+) -> dict[str, float]:
     """AUC of every attack at telling forget samples (members) from holdout samples."""
-    return {name: auc(score(forget, zlib_bytes=forget_zlib, k=k), score(holdout, zlib_bytes=holdout_zlib, k=k))
-            for name, score in ATTACKS.items()}
+    return {
+        name: auc(score(forget, zlib_bytes=forget_zlib, k=k), score(holdout, zlib_bytes=holdout_zlib, k=k))
+        for name, score in ATTACKS.items()
+    }
 
 
 def loss_attack(forget: Mapping[str, np.ndarray], holdout: Mapping[str, np.ndarray]) -> float:
@@ -152,22 +159,34 @@ def regime(outcome: Mapping[str, float | None], thresholds: Mapping[str, float])
     damage = _difference(outcome["never_seen"], outcome["forget_unlearned"])
     forgetting = _share(_difference(outcome["forget_base"], outcome["forget_unlearned"]), gap)
     restored_paper = _share(_difference(outcome["forget_relearned_matched"], outcome["never_seen"]), gap)
-    restored_controlled = _share(_difference(_sum(outcome["forget_unlearned"], outcome["controlled_recovery_matched"]),
-                                             outcome["never_seen"]), gap)
+    restored_controlled = _share(
+        _difference(_sum(outcome["forget_unlearned"], outcome["controlled_recovery_matched"]), outcome["never_seen"]),
+        gap,
+    )
     forgotten = None if forgetting is None else forgetting >= thresholds["forgotten_share"]
-    catastrophic = (None if not _known(outcome["retain_base"], outcome["retain_unlearned"]) else
-                    outcome["retain_unlearned"] < thresholds["catastrophic_share"] * outcome["retain_base"])
+    catastrophic = (
+        None
+        if not _known(outcome["retain_base"], outcome["retain_unlearned"])
+        else outcome["retain_unlearned"] < thresholds["catastrophic_share"] * outcome["retain_base"]
+    )
     reversible_paper = _reversible(forgotten, restored_paper, thresholds["reversible_share"])
     reversible_controlled = _reversible(forgotten, restored_controlled, thresholds["reversible_share"])
-    return {"memorisation_gap": gap, "forgetting": forgetting,
-            "damage": None if damage is None else max(damage, 0.0), "damaged": None if damage is None else damage > 0,
-            "raw_recovery_share": _share(outcome["forget_gain_matched"], gap),
-            "controlled_recovery_share": _share(outcome["controlled_recovery_matched"], gap),
-            "restored_paper": restored_paper, "restored_controlled": restored_controlled,
-            "forgotten": forgotten, "catastrophic": catastrophic,
-            "reversible_paper": reversible_paper, "reversible_controlled": reversible_controlled,
-            "regime_paper": regime_name(gap, forgotten, reversible_paper, catastrophic),
-            "regime_controlled": regime_name(gap, forgotten, reversible_controlled, catastrophic)}
+    return {
+        "memorisation_gap": gap,
+        "forgetting": forgetting,
+        "damage": None if damage is None else max(damage, 0.0),
+        "damaged": None if damage is None else damage > 0,
+        "raw_recovery_share": _share(outcome["forget_gain_matched"], gap),
+        "controlled_recovery_share": _share(outcome["controlled_recovery_matched"], gap),
+        "restored_paper": restored_paper,
+        "restored_controlled": restored_controlled,
+        "forgotten": forgotten,
+        "catastrophic": catastrophic,
+        "reversible_paper": reversible_paper,
+        "reversible_controlled": reversible_controlled,
+        "regime_paper": regime_name(gap, forgotten, reversible_paper, catastrophic),
+        "regime_controlled": regime_name(gap, forgotten, reversible_controlled, catastrophic),
+    }
 
 
 def regime_name(gap: float | None, forgotten: bool | None, reversible: bool | None, catastrophic: bool | None) -> str:

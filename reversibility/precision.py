@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-WEIGHTS = torch.float32    # the dtype of every weight that trains
+WEIGHTS = torch.float32  # the dtype of every weight that trains
 
 
 def compute_dtype(requested: str, device: torch.device | str) -> torch.dtype:
@@ -64,5 +64,8 @@ class Precision:
 
     def record(self) -> dict[str, str]:
         """For provenance: what trained in which dtype."""
-        return {"weights": str(WEIGHTS).removeprefix("torch."), "compute": str(self.compute).removeprefix("torch."),
-                "device": self.device_type}
+        return {
+            "weights": str(WEIGHTS).removeprefix("torch."),
+            "compute": str(self.compute).removeprefix("torch."),
+            "device": self.device_type,
+        }

@@ -26,7 +26,7 @@ def ranks(values: Sequence[float]) -> np.ndarray:
         end = start
         while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
             end += 1
-        ranked[order[start:end + 1]] = (start + end) / 2 + 1
+        ranked[order[start : end + 1]] = (start + end) / 2 + 1
         start = end + 1
     return ranked
 
@@ -39,8 +39,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float((rx * ry).sum() / denominator) if denominator > 0 else math.nan
 
 
-def bootstrap_interval(x: Sequence[float], y: Sequence[float], resamples: int = 1000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    x: Sequence[float], y: Sequence[float], resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile interval of rho over resampled cells (resamples with a constant side skipped)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     generator = np.random.default_rng(seed)
@@ -58,8 +59,11 @@ def bootstrap_interval(x: Sequence[float], y: Sequence[float], resamples: int = 
 
 def correlate(diagnostic: Sequence[float | None], recovery: Sequence[float | None], seed: int = 0) -> dict:
     """rho, its bootstrap interval and the number of cells where both numbers exist."""
-    pairs = [(d, r) for d, r in zip(diagnostic, recovery)
-             if d is not None and r is not None and math.isfinite(d) and math.isfinite(r)]
+    pairs = [
+        (d, r)
+        for d, r in zip(diagnostic, recovery)
+        if d is not None and r is not None and math.isfinite(d) and math.isfinite(r)
+    ]
     if len(pairs) < 3:
         return {"spearman": math.nan, "low": math.nan, "high": math.nan, "cells": len(pairs)}
     x, y = zip(*pairs)

@@ -47,8 +47,9 @@ def digest(path: str | os.PathLike) -> str:
 class Recorder:
     """Collects a job's provenance; `record()` returns it as a dict."""
 
-    def __init__(self, params: Any = None, inputs: Mapping[str, Any] | None = None,
-                 seed: int | None = None, device: str = "cpu"):
+    def __init__(
+        self, params: Any = None, inputs: Mapping[str, Any] | None = None, seed: int | None = None, device: str = "cpu"
+    ):
         self.started = time.time()
         self.params = params
         self.inputs = {name: str(path) for name, path in (inputs or {}).items()}
@@ -59,8 +60,11 @@ class Recorder:
     def record(self) -> dict[str, Any]:
         return {
             "params": self.params,
-            "inputs": {name: {"path": path, "sha256": digest(path)}
-                       for name, path in self.inputs.items() if Path(path).exists()},
+            "inputs": {
+                name: {"path": path, "sha256": digest(path)}
+                for name, path in self.inputs.items()
+                if Path(path).exists()
+            },
             "versions": package_versions(),
             "seed": self.seed,
             "device": self.device,

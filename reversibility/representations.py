@@ -64,10 +64,22 @@ class CKAAccumulator:
         # CKA ignores translations; shifting by one fixed reference keeps the sums nearly centred.
         x, y = x - self._reference[0], y - self._reference[1]
         nx, ny = (x * x).sum(1), (y * y).sum(1)
-        parts = {"sx": x.sum(0), "sy": y.sum(0), "xx": x.T @ x, "yy": y.T @ y, "xy": x.T @ y,
-                 "nx": nx.sum(), "ny": ny.sum(), "nxny": (nx * ny).sum(), "nx2": (nx * nx).sum(),
-                 "ny2": (ny * ny).sum(), "x_ny": x.T @ ny, "y_nx": y.T @ nx, "x_nx": x.T @ nx,
-                 "y_ny": y.T @ ny}
+        parts = {
+            "sx": x.sum(0),
+            "sy": y.sum(0),
+            "xx": x.T @ x,
+            "yy": y.T @ y,
+            "xy": x.T @ y,
+            "nx": nx.sum(),
+            "ny": ny.sum(),
+            "nxny": (nx * ny).sum(),
+            "nx2": (nx * nx).sum(),
+            "ny2": (ny * ny).sum(),
+            "x_ny": x.T @ ny,
+            "y_nx": y.T @ nx,
+            "x_nx": x.T @ nx,
+            "y_ny": y.T @ ny,
+        }
         for key, value in parts.items():
             self._sums[key] = self._sums.get(key, 0) + value
         self.n += x.shape[0]
@@ -85,15 +97,33 @@ class CKAAccumulator:
         if self.n < 4:
             return math.nan
         s = self._sums
-        kl = self._hsic_u(_frobenius2(s["xy"]), s["nxny"], s["sx"] @ s["sx"] - s["nx"],
-                          s["sy"] @ s["sy"] - s["ny"], s["sx"] @ s["xy"] @ s["sy"],
-                          s["sx"] @ s["x_ny"], s["sy"] @ s["y_nx"])
-        kk = self._hsic_u(_frobenius2(s["xx"]), s["nx2"], s["sx"] @ s["sx"] - s["nx"],
-                          s["sx"] @ s["sx"] - s["nx"], s["sx"] @ s["xx"] @ s["sx"],
-                          s["sx"] @ s["x_nx"], s["sx"] @ s["x_nx"])
-        ll = self._hsic_u(_frobenius2(s["yy"]), s["ny2"], s["sy"] @ s["sy"] - s["ny"],
-                          s["sy"] @ s["sy"] - s["ny"], s["sy"] @ s["yy"] @ s["sy"],
-                          s["sy"] @ s["y_ny"], s["sy"] @ s["y_ny"])
+        kl = self._hsic_u(
+            _frobenius2(s["xy"]),
+            s["nxny"],
+            s["sx"] @ s["sx"] - s["nx"],
+            s["sy"] @ s["sy"] - s["ny"],
+            s["sx"] @ s["xy"] @ s["sy"],
+            s["sx"] @ s["x_ny"],
+            s["sy"] @ s["y_nx"],
+        )
+        kk = self._hsic_u(
+            _frobenius2(s["xx"]),
+            s["nx2"],
+            s["sx"] @ s["sx"] - s["nx"],
+            s["sx"] @ s["sx"] - s["nx"],
+            s["sx"] @ s["xx"] @ s["sx"],
+            s["sx"] @ s["x_nx"],
+            s["sx"] @ s["x_nx"],
+        )
+        ll = self._hsic_u(
+            _frobenius2(s["yy"]),
+            s["ny2"],
+            s["sy"] @ s["sy"] - s["ny"],
+            s["sy"] @ s["sy"] - s["ny"],
+            s["sy"] @ s["yy"] @ s["sy"],
+            s["sy"] @ s["y_ny"],
+            s["sy"] @ s["y_ny"],
+        )
         if kk <= 0 or ll <= 0:
             return math.nan
         return float(kl / math.sqrt(kk * ll))
@@ -127,7 +157,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray, unbiased: bool = False) -> float:
         raise ValueError(f"CKA needs the same samples on both sides, got {x.shape[0]} and {y.shape[0]}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         return math.nan
-    x, y = _centred(x), _centred(y)    # CKA ignores translations; raw offsets would cancel in the sums
+    x, y = _centred(x), _centred(y)  # CKA ignores translations; raw offsets would cancel in the sums
     if x.shape[0] <= max(x.shape[1], y.shape[1]):
         return _gram_cka(x @ x.T, y @ y.T, unbiased)
     accumulator = CKAAccumulator().update(x, y)
@@ -198,8 +228,14 @@ def pca_shift(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     shift = np.pad(centroid, (0, 2 - len(centroid)))
     spread = np.pad(spreads, (0, 2 - len(spreads)), constant_values=np.nan)
     normalised = np.divide(shift, spread, out=np.full(2, np.nan), where=spread > 0)
-    return dict(zip(keys, map(float, (shift[0], shift[1], spread[0], spread[1], normalised[0], normalised[1],
-                                      math.hypot(*normalised)))))
+    return dict(
+        zip(
+            keys,
+            map(
+                float, (shift[0], shift[1], spread[0], spread[1], normalised[0], normalised[1], math.hypot(*normalised))
+            ),
+        )
+    )
 
 
 def mean_pca_distance(distances: list[float]) -> float:

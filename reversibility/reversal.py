@@ -29,7 +29,7 @@ from .quantization import fake_quantize_, quantized_linears
 from .training import OptimSettings, TrainRecord
 from .unlearning import finetune
 
-Accuracy = Callable[..., dict]     # accuracy(*probe names) -> {name: counts}; forget and retain by default
+Accuracy = Callable[..., dict]  # accuracy(*probe names) -> {name: counts}; forget and retain by default
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -82,8 +82,14 @@ def relearning_runs(relearning: Mapping, matched: int | None = None) -> list[dic
         if prefixes_exact and budget["learning_rate"] == rate and budget["steps"] <= steps:
             primary["measure_at"].add(budget["steps"])
         elif (budget["steps"], budget["learning_rate"]) not in {(run["steps"], run["learning_rate"]) for run in runs}:
-            runs.append({"learning_rate": budget["learning_rate"], "steps": budget["steps"],
-                         "measure_at": {budget["steps"]}, "primary": False})
+            runs.append(
+                {
+                    "learning_rate": budget["learning_rate"],
+                    "steps": budget["steps"],
+                    "measure_at": {budget["steps"]},
+                    "primary": False,
+                }
+            )
     return [*runs, primary]
 
 
@@ -110,6 +116,7 @@ def quantization_measures(model, bits: Sequence[int], accuracy: Accuracy, unlear
 @dataclass
 class Relearner:
     """Relearning runs of one model, each from the weights it had when this was made."""
+
     model: Any
     relearning: Mapping
     pad_id: int
@@ -121,23 +128,43 @@ class Relearner:
     def __post_init__(self) -> None:
         self.start = snapshot(self.model)
 
-    def train(self, sequences: Sequence[Sequence[int]], run: Mapping, measure: Callable[[], dict],
-              evaluate_every: int = 0) -> tuple[TrainRecord, dict[int, dict]]:
+    def train(
+        self, sequences: Sequence[Sequence[int]], run: Mapping, measure: Callable[[], dict], evaluate_every: int = 0
+    ) -> tuple[TrainRecord, dict[int, dict]]:
         """Relearn `sequences` for one of `relearning_runs`; its record and the `measure` results
         after each step of its `measure_at` (the model as it is, should training stop early)."""
         restore(self.model, self.start)
         settings = OptimSettings.from_config(self.relearning, learning_rate=run["learning_rate"])
         with gradient_checkpointing(self.model, self.checkpointing):
-            record = finetune(self.model, sequences, run["steps"], self.relearning["batch_size"], settings,
-                              self.pad_id, self.seed, desc=f"relearning {run['steps']} steps", evaluate=measure,
-                              evaluate_every=evaluate_every, evaluate_at=run["measure_at"], precision=self.precision)
+            record = finetune(
+                self.model,
+                sequences,
+                run["steps"],
+                self.relearning["batch_size"],
+                settings,
+                self.pad_id,
+                self.seed,
+                desc=f"relearning {run['steps']} steps",
+                evaluate=measure,
+                evaluate_every=evaluate_every,
+                evaluate_at=run["measure_at"],
+                precision=self.precision,
+            )
         found = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in record.evaluations}
         return record, {s: found[s] if s in found else measure() for s in sorted(run["measure_at"])}
 
 
-def measure_budgets(relearner: Relearner, samples: Sequence[Sequence[int]], control: Sequence[Sequence[int]],
-                    accuracy: Accuracy, unlearned: Mapping[str, dict], *, control_kind: str, matched: int,
-                    curve_every: int = 0) -> tuple[list[dict], TrainRecord]:
+def measure_budgets(
+    relearner: Relearner,
+    samples: Sequence[Sequence[int]],
+    control: Sequence[Sequence[int]],
+    accuracy: Accuracy,
+    unlearned: Mapping[str, dict],
+    *,
+    control_kind: str,
+    matched: int,
+    curve_every: int = 0,
+) -> tuple[list[dict], TrainRecord]:
     """Relearn `samples` for every attack budget against its control (cell_data.py: a run of the
     same budget on the `control` samples, or the same run measured on them); every budget's
     `budget_measures`, and the record of the primary budget's run (the relearned stage, with
@@ -153,19 +180,35 @@ def measure_budgets(relearner: Relearner, samples: Sequence[Sequence[int]], cont
             # A transfer: the control is the same run measured on never-seen data.
             record, relearned = relearner.train(samples, run, partial(accuracy, "forget", "retain", "unseen"), every)
             controls = relearned
-        budgets += [budget_measures(run, steps, relearned[steps], controls[steps], unlearned, matched,
-                                    relearner.relearning["learning_rate"]) for steps in sorted(run["measure_at"])]
+        budgets += [
+            budget_measures(
+                run, steps, relearned[steps], controls[steps], unlearned, matched, relearner.relearning["learning_rate"]
+            )
+            for steps in sorted(run["measure_at"])
+        ]
     return budgets, record
 
 
-def budget_measures(run: Mapping, steps: int, relearned: Mapping[str, dict], control: Mapping[str, dict],
-                    unlearned: Mapping[str, dict], matched: int, primary_rate: float) -> dict:
+def budget_measures(
+    run: Mapping,
+    steps: int,
+    relearned: Mapping[str, dict],
+    control: Mapping[str, dict],
+    unlearned: Mapping[str, dict],
+    matched: int,
+    primary_rate: float,
+) -> dict:
     """The budget of `steps` steps of `run`: its accuracies after relearning and after its control,
     and the raw and controlled gains over the unlearned model."""
     forget_gain, control_gain = gain(relearned, unlearned, "forget"), gain(control, unlearned, "unseen")
-    return {"steps": steps, "learning_rate": run["learning_rate"],
-            "primary": run["primary"] and steps == run["steps"],
-            "matched": steps == matched and run["learning_rate"] == primary_rate,
-            "relearned": relearned, "control": {"unseen": control["unseen"]},
-            "forget_gain": forget_gain, "control_gain": control_gain,
-            "controlled_recovery": controlled(forget_gain, control_gain)}
+    return {
+        "steps": steps,
+        "learning_rate": run["learning_rate"],
+        "primary": run["primary"] and steps == run["steps"],
+        "matched": steps == matched and run["learning_rate"] == primary_rate,
+        "relearned": relearned,
+        "control": {"unseen": control["unseen"]},
+        "forget_gain": forget_gain,
+        "control_gain": control_gain,
+        "controlled_recovery": controlled(forget_gain, control_gain),
+    }

@@ -18,8 +18,7 @@ def job_log(path: str | os.PathLike | None) -> Iterator[logging.Logger]:
         yield logger
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", buffering=1) as handle, \
-            contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+    with open(path, "w", buffering=1) as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         handler = logging.StreamHandler(handle)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
@@ -52,5 +51,11 @@ def training_job(stage, snakemake, **arguments) -> None:
 
     spec = snakemake.config["models"][snakemake.wildcards.model]
     with job_log(snakemake.log[0]):
-        run(stage, sharding_processes(spec), threads=snakemake.threads, checkpointing=spec["gradient_checkpointing"],
-            **arguments, **snakemake.params.config)
+        run(
+            stage,
+            sharding_processes(spec),
+            threads=snakemake.threads,
+            checkpointing=spec["gradient_checkpointing"],
+            **arguments,
+            **snakemake.params.config,
+        )

@@ -77,9 +77,14 @@ class Group:
             return replace(batch, step_targets=targets * self.size, step_sequences=sequences * self.size)
         rows = slice(self.rank, None, self.size)
         width = int(batch.attention_mask[rows].sum(dim=1).max())
-        return replace(batch, input_ids=batch.input_ids[rows, :width],
-                       attention_mask=batch.attention_mask[rows, :width], labels=batch.labels[rows, :width],
-                       step_targets=targets, step_sequences=sequences)
+        return replace(
+            batch,
+            input_ids=batch.input_ids[rows, :width],
+            attention_mask=batch.attention_mask[rows, :width],
+            labels=batch.labels[rows, :width],
+            step_targets=targets,
+            step_sequences=sequences,
+        )
 
     def total(self, value: float) -> float:
         """The sum of `value` over the processes."""
@@ -203,21 +208,35 @@ def run(stage: Callable[..., None], processes: int, **arguments) -> None:
     threads = arguments.get("threads", processes)
     arguments = {**arguments, "threads": max(1, threads // processes)}
     package_root = str(Path(__file__).resolve().parent.parent)
-    environment = {**os.environ, "OMP_NUM_THREADS": str(arguments["threads"]),
-                   "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    environment = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(arguments["threads"]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
     with tempfile.TemporaryDirectory(prefix="sharded-") as folder:
         call = Path(folder) / "stage.json"
-        call.write_text(json.dumps({"stage": f"{stage.__module__}:{stage.__qualname__}",
-                                    "arguments": arguments}, default=str))
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-                   "-m", __name__, str(call)]
+        call.write_text(
+            json.dumps({"stage": f"{stage.__module__}:{stage.__qualname__}", "arguments": arguments}, default=str)
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={processes}",
+            "-m",
+            __name__,
+            str(call),
+        ]
         log.info("%s sharded over %d processes: %s", stage.__name__, processes, " ".join(command))
         output = _stream(sys.stdout)
         sys.stdout.flush()
         finished = subprocess.run(command, env=environment, stdout=output, stderr=subprocess.STDOUT if output else None)
     if finished.returncode:
-        raise RuntimeError(f"{stage.__name__} sharded over {processes} processes failed (exit status "
-                           f"{finished.returncode}); the processes' tracebacks are above in this log")
+        raise RuntimeError(
+            f"{stage.__name__} sharded over {processes} processes failed (exit status "
+            f"{finished.returncode}); the processes' tracebacks are above in this log"
+        )
 
 
 def _stream(handle):
@@ -235,7 +254,7 @@ def _main(call_path: str) -> None:
 
     import torch.distributed as dist
 
-    faulthandler.enable()   # a crash in a collective shows where each process was
+    faulthandler.enable()  # a crash in a collective shows where each process was
     call = json.loads(Path(call_path).read_text())
     module, name = call["stage"].split(":")
     stage = getattr(importlib.import_module(module), name)
@@ -243,8 +262,10 @@ def _main(call_path: str) -> None:
         torch.cuda.set_device(device())
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=TIMEOUT)
     group = current()
-    logging.basicConfig(level=logging.INFO if group.main else logging.WARNING,
-                        format=f"%(asctime)s %(levelname)s [process {group.rank}/{group.size}] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if group.main else logging.WARNING,
+        format=f"%(asctime)s %(levelname)s [process {group.rank}/{group.size}] %(name)s: %(message)s",
+    )
     try:
         stage(**call["arguments"])
     finally:

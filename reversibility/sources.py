@@ -47,6 +47,7 @@ class Document:
 
 # --------------------------------------------------------------------------- local code and prose
 
+
 def stdlib_documents(name: str, spec: Mapping) -> Iterator[Document]:
     """Python standard library sources, one document per module file, test folders skipped."""
     root = Path(spec.get("path") or sysconfig.get_paths()["stdlib"])
@@ -68,8 +69,13 @@ def docstring_documents(name: str, spec: Mapping) -> Iterator[Document]:
                 tree = ast.parse(_read_utf8(name, path))
             except SyntaxError:
                 continue
-            prose = [p for node in ast.walk(tree) if isinstance(node, _DOCUMENTED)
-                     for p in [_without_examples(ast.get_docstring(node) or "")] if p]
+            prose = [
+                p
+                for node in ast.walk(tree)
+                if isinstance(node, _DOCUMENTED)
+                for p in [_without_examples(ast.get_docstring(node) or "")]
+                if p
+            ]
             if prose:
                 yield Document(id=f"{package}/{path.relative_to(root)}", text="\n\n".join(prose))
 
@@ -115,28 +121,35 @@ def gsm_symbolic_documents(name: str, spec: Mapping) -> Iterator[Document]:
         item = dataset[index]
         question = item["question"].removesuffix(GSM_SUFFIX)
         solution = item["metadata"]["answer_cot"]
-        yield Document(id=f"gsm_symbolic/{index}",
-                       text=(spec.get("text") or MATH_TEMPLATE).format(problem=question, solution=solution),
-                       group=f"template-{dataset.task_indices[index]}",
-                       answer={"question": question, "answer": str(item["answer"]), "style": "gsm8k"})
+        yield Document(
+            id=f"gsm_symbolic/{index}",
+            text=(spec.get("text") or MATH_TEMPLATE).format(problem=question, solution=solution),
+            group=f"template-{dataset.task_indices[index]}",
+            answer={"question": question, "answer": str(item["answer"]), "style": "gsm8k"},
+        )
 
 
 # --------------------------------------------------------------------------- tables (hub and files)
+
 
 def table_documents(name: str, spec: Mapping) -> Iterator[Document]:
     """Rows of a Hugging Face dataset or of local files, formatted by the `text` template."""
     rows = load_rows(name, spec)
     template = spec.get("text") or ("{text}" if spec["source"] == "text" else None)
     if not template:
-        raise DataError(f"dataset {name!r}: source {spec['source']!r} needs 'text', a template of the "
-                        f"columns that make a sample, e.g. '{{problem}}\\n{{solution}}'")
+        raise DataError(
+            f"dataset {name!r}: source {spec['source']!r} needs 'text', a template of the "
+            f"columns that make a sample, e.g. '{{problem}}\\n{{solution}}'"
+        )
     fields = template_fields(template)
     needed = fields | {f for f in (spec.get("id_field"), spec.get("group_field")) if f}
     for index, row in enumerate(itertools.islice(rows, spec.get("max_documents"))):
         missing = sorted(needed - set(row))
         if missing:
-            raise DataError(f"dataset {name!r}: field {missing[0]!r} (keys 'text', 'id_field', 'group_field') "
-                            f"is not a column of the data; columns: {', '.join(sorted(row))}")
+            raise DataError(
+                f"dataset {name!r}: field {missing[0]!r} (keys 'text', 'id_field', 'group_field') "
+                f"is not a column of the data; columns: {', '.join(sorted(row))}"
+            )
         text = template.format(**{f: row[f] for f in fields})
         doc_id = str(row[spec["id_field"]]) if spec.get("id_field") else str(index)
         group = str(row[spec["group_field"]]) if spec.get("group_field") else None
@@ -151,8 +164,13 @@ def load_rows(name: str, spec: Mapping, kind: str = "dataset") -> Iterable[Mappi
     if source == "hub":
         if not spec.get("hub_id"):
             raise DataError(f"{kind} {name!r}: source 'hub' needs 'hub_id'")
-        return load_dataset(spec["hub_id"], spec.get("hub_config"), split=spec["hub_split"],
-                            revision=spec.get("revision"), streaming=spec["streaming"])
+        return load_dataset(
+            spec["hub_id"],
+            spec.get("hub_config"),
+            split=spec["hub_split"],
+            revision=spec.get("revision"),
+            streaming=spec["streaming"],
+        )
     files = [str(Path(f)) for f in spec.get("files") or []]
     if not files:
         raise DataError(f"{kind} {name!r}: source {source!r} needs 'files'")
@@ -186,16 +204,19 @@ SOURCES: dict[str, Callable[[str, Mapping], Iterable[Document]]] = {
 def load_documents(name: str, spec: Mapping) -> list[Document]:
     source = spec["source"]
     if source not in SOURCES:
-        raise DataError(f"dataset {name!r}: unknown source {source!r} (key 'source'); "
-                        f"known: {', '.join(sorted(SOURCES))}")
+        raise DataError(
+            f"dataset {name!r}: unknown source {source!r} (key 'source'); known: {', '.join(sorted(SOURCES))}"
+        )
     documents = list(SOURCES[source](name, spec))
     if not documents:
         raise DataError(f"dataset {name!r}: source {source!r} yielded no documents (key 'source')")
     seen: set[str] = set()
     for doc in documents:
         if doc.id in seen:
-            raise DataError(f"dataset {name!r}: two documents share the id {doc.id!r} (key 'id_field'); "
-                            "name a column with unique values, or none for row numbers")
+            raise DataError(
+                f"dataset {name!r}: two documents share the id {doc.id!r} (key 'id_field'); "
+                "name a column with unique values, or none for row numbers"
+            )
         seen.add(doc.id)
     return documents
 

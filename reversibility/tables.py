@@ -17,8 +17,8 @@ from statistics import fmean
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .config import CELL_STAGES, STAGES, Cell, lr_label
-from .io import atomic_path, read_json, rerun_hint
 from .findings import FINDING_COLUMNS, finding_rows
+from .io import atomic_path, read_json, rerun_hint
 from .layout import RESULTS, curve_json, diagnostics_json, metrics_json
 from .metrics import ATTACKS, privacy_leak, regime
 from .prediction import correlate
@@ -27,11 +27,27 @@ KEY_COLUMNS = ["model", "dataset", "method", "n_requests", "learning_rate", "sta
 SPLIT_MEASURES = ("accuracy", "sequence_accuracy", "loss", "perplexity", "n_tokens")
 SPLIT_COLUMNS = [f"{split}_{measure}" for split in ("forget", "retain", "holdout") for measure in SPLIT_MEASURES]
 ATTACK_NAMES = tuple(ATTACKS)
-METRICS_COLUMNS = (KEY_COLUMNS + SPLIT_COLUMNS + [f"mia_{a}_auc" for a in ATTACK_NAMES]
-                   + [f"privacy_leak_{a}" for a in ATTACK_NAMES] + ["collapsed"])
+METRICS_COLUMNS = (
+    KEY_COLUMNS
+    + SPLIT_COLUMNS
+    + [f"mia_{a}_auc" for a in ATTACK_NAMES]
+    + [f"privacy_leak_{a}" for a in ATTACK_NAMES]
+    + ["collapsed"]
+)
 BENCHMARK_COLUMNS = KEY_COLUMNS + ["benchmark", "answer_style", "problems", "accuracy", "collapsed"]
-LAYER_MEASURES = ["cka", "cka_unbiased", "pc1_cosine", "subspace", "shift_pc1", "pc2", "spread_pc1",
-                  "spread_pc2", "normalised_pc1", "normalised_pc2", "distance"]
+LAYER_MEASURES = [
+    "cka",
+    "cka_unbiased",
+    "pc1_cosine",
+    "subspace",
+    "shift_pc1",
+    "pc2",
+    "spread_pc1",
+    "spread_pc2",
+    "normalised_pc1",
+    "normalised_pc2",
+    "distance",
+]
 REPRESENTATION_COLUMNS = KEY_COLUMNS + ["split", "layer_index", "layer"] + LAYER_MEASURES
 SUMMARY_COLUMNS = KEY_COLUMNS + ["split", "mean_cka", "mean_pca_distance"]
 # The Fisher is compared on two sample sets: `forget`, the cell's forgotten samples, and `common`,
@@ -42,30 +58,81 @@ FISHER_COLUMNS = KEY_COLUMNS + ["sample_set", "samples", "layer"] + FISHER_MEASU
 HISTOGRAM_COLUMNS = KEY_COLUMNS + ["layer", "bin_low", "bin_high", "count"]
 CELL_COLUMNS = [c for c in KEY_COLUMNS if c != "stage"]
 REGIME_COLUMNS = CELL_COLUMNS + [
-    "forget_base", "forget_never_seen", "memorisation_gap", "forget_unlearned", "forget_relearned",
-    "retain_base", "retain_unlearned", "retain_relearned", "matched_steps", "forget_relearned_matched",
-    "forget_gain_matched", "controlled_recovery_matched", "forgetting", "damage", "damaged", "raw_recovery_share",
-    "controlled_recovery_share", "restored_paper", "restored_controlled", "forgotten", "catastrophic",
-    "reversible_paper", "reversible_controlled", "regime_paper", "regime_controlled", "collapsed"]
-REQUEST_COLUMNS = CELL_COLUMNS + ["request", "forget_seen_accuracy", "forget_request_accuracy",
-                                  "retain_accuracy", "collapsed"]
+    "forget_base",
+    "forget_never_seen",
+    "memorisation_gap",
+    "forget_unlearned",
+    "forget_relearned",
+    "retain_base",
+    "retain_unlearned",
+    "retain_relearned",
+    "matched_steps",
+    "forget_relearned_matched",
+    "forget_gain_matched",
+    "controlled_recovery_matched",
+    "forgetting",
+    "damage",
+    "damaged",
+    "raw_recovery_share",
+    "controlled_recovery_share",
+    "restored_paper",
+    "restored_controlled",
+    "forgotten",
+    "catastrophic",
+    "reversible_paper",
+    "reversible_controlled",
+    "regime_paper",
+    "regime_controlled",
+    "collapsed",
+]
+REQUEST_COLUMNS = CELL_COLUMNS + [
+    "request",
+    "forget_seen_accuracy",
+    "forget_request_accuracy",
+    "retain_accuracy",
+    "collapsed",
+]
 RELEARNING_COLUMNS = CELL_COLUMNS + ["step", "forget_accuracy", "retain_accuracy", "collapsed"]
-RECOVERY_COLUMNS = CELL_COLUMNS + ["relearn_steps", "relearn_learning_rate", "primary", "matched", "control_kind",
-                                   "forget_unlearned", "forget_relearned", "forget_gain", "control_unlearned",
-                                   "control_relearned", "control_gain", "controlled_recovery", "retain_relearned",
-                                   "collapsed"]
-QUANTIZATION_COLUMNS = CELL_COLUMNS + ["bits", "forget_unlearned", "forget_quantized", "forget_gain",
-                                       "retain_unlearned", "retain_quantized", "controlled_recovery", "collapsed"]
+RECOVERY_COLUMNS = CELL_COLUMNS + [
+    "relearn_steps",
+    "relearn_learning_rate",
+    "primary",
+    "matched",
+    "control_kind",
+    "forget_unlearned",
+    "forget_relearned",
+    "forget_gain",
+    "control_unlearned",
+    "control_relearned",
+    "control_gain",
+    "controlled_recovery",
+    "retain_relearned",
+    "collapsed",
+]
+QUANTIZATION_COLUMNS = CELL_COLUMNS + [
+    "bits",
+    "forget_unlearned",
+    "forget_quantized",
+    "forget_gain",
+    "retain_unlearned",
+    "retain_quantized",
+    "controlled_recovery",
+    "collapsed",
+]
 # The diagnostics of the unlearned model against the base tested as predictors of the
 # controlled recovery: three of the representations, measured on the samples every cell of a
 # (model, dataset) shares (so that N does not change what they are measured on), and one of the
 # tokens.
-PREDICTORS = {"mean_cka": "mean linear CKA over layers", "mean_pca_distance": "mean PCA distance over layers",
-              "fisher_js": "mean Fisher JS distance over layers",
-              "forgetting": "forgetting (share of the memorisation gap)"}
+PREDICTORS = {
+    "mean_cka": "mean linear CKA over layers",
+    "mean_pca_distance": "mean PCA distance over layers",
+    "fisher_js": "mean Fisher JS distance over layers",
+    "forgetting": "forgetting (share of the memorisation gap)",
+}
 PREDICTION_TARGET = "controlled_recovery_share"
-PREDICTION_CELL_COLUMNS = CELL_COLUMNS + list(PREDICTORS) + [PREDICTION_TARGET, "forgotten", "regime_paper",
-                                                             "regime_controlled", "collapsed"]
+PREDICTION_CELL_COLUMNS = (
+    CELL_COLUMNS + list(PREDICTORS) + [PREDICTION_TARGET, "forgotten", "regime_paper", "regime_controlled", "collapsed"]
+)
 # The cells a correlation runs over: those that forgot (the result: only they have something to
 # recover) and all of them.
 CELL_SETS = ("forgotten", "all")
@@ -73,8 +140,14 @@ PREDICTION_COLUMNS = ["model", "dataset", "cell_set", "diagnostic", "spearman", 
 
 
 def cell_key(cell: Cell, stage: str) -> dict:
-    return {"model": cell.model, "dataset": cell.dataset, "method": cell.method,
-            "n_requests": cell.n_requests, "learning_rate": lr_label(cell.learning_rate), "stage": stage}
+    return {
+        "model": cell.model,
+        "dataset": cell.dataset,
+        "method": cell.method,
+        "n_requests": cell.n_requests,
+        "learning_rate": lr_label(cell.learning_rate),
+        "stage": stage,
+    }
 
 
 METRICS_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "metrics.schema.yaml"
@@ -99,8 +172,7 @@ def read_metrics(path: str | os.PathLike) -> dict:
     return result
 
 
-def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES,
-                 results: str = RESULTS) -> list[dict]:
+def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES, results: str = RESULTS) -> list[dict]:
     """One row per cell and stage; the privacy leak compares each attack's AUC with the base's."""
     rows = []
     for cell in cells:
@@ -113,23 +185,31 @@ def metrics_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES,
                     row[f"{split}_{measure}"] = result[split][measure]
             for attack in ATTACK_NAMES:
                 row[f"mia_{attack}_auc"] = result["mia"][attack]
-                row[f"privacy_leak_{attack}"] = privacy_leak(_number(result["mia"][attack]), _number(base["mia"][attack]))
+                row[f"privacy_leak_{attack}"] = privacy_leak(
+                    _number(result["mia"][attack]), _number(base["mia"][attack])
+                )
             row["collapsed"] = result["collapsed"]
             rows.append(row)
     return rows
 
 
-def benchmark_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES,
-                   results: str = RESULTS) -> list[dict]:
+def benchmark_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES, results: str = RESULTS) -> list[dict]:
     """One row per cell, stage and benchmark: the accuracy of greedy answers."""
     rows = []
     for cell in cells:
         for stage in stages:
             result = read_metrics(metrics_json(cell, stage, results))
             for name, scored in (result["benchmarks"] or {}).items():
-                rows.append({**cell_key(cell, stage), "benchmark": name, "answer_style": scored["answer_style"],
-                             "problems": scored["problems"], "accuracy": scored["accuracy"],
-                             "collapsed": result["collapsed"]})
+                rows.append(
+                    {
+                        **cell_key(cell, stage),
+                        "benchmark": name,
+                        "answer_style": scored["answer_style"],
+                        "problems": scored["problems"],
+                        "accuracy": scored["accuracy"],
+                        "collapsed": result["collapsed"],
+                    }
+                )
     return rows
 
 
@@ -146,17 +226,33 @@ def regime_rows(metrics: list[dict], recovery: list[dict], thresholds: Mapping[s
     matched = {_cell_of(row): row for row in recovery if _flag(row["matched"])}
     rows = []
     for key, stages in by_cell.items():
-        accuracies = {f"{split}_{stage}": _number(stages[stage][f"{split}_accuracy"])
-                      for stage in STAGES for split in ("forget", "retain")}
+        accuracies = {
+            f"{split}_{stage}": _number(stages[stage][f"{split}_accuracy"])
+            for stage in STAGES
+            for split in ("forget", "retain")
+        }
         budget = matched.get(key, {})
-        measured = {"forget_relearned_matched": budget.get("forget_relearned"),
-                    "forget_gain_matched": budget.get("forget_gain"),
-                    "controlled_recovery_matched": budget.get("controlled_recovery")}
-        outcome = {**accuracies, "never_seen": _number(stages["base"]["holdout_accuracy"]),
-                   **{name: _number(value) for name, value in measured.items()}}
-        rows.append({**dict(zip(CELL_COLUMNS, key)), **accuracies, "forget_never_seen": outcome["never_seen"],
-                     "matched_steps": budget.get("relearn_steps"), **measured, **regime(outcome, thresholds),
-                     "collapsed": stages["unlearned"]["collapsed"]})
+        measured = {
+            "forget_relearned_matched": budget.get("forget_relearned"),
+            "forget_gain_matched": budget.get("forget_gain"),
+            "controlled_recovery_matched": budget.get("controlled_recovery"),
+        }
+        outcome = {
+            **accuracies,
+            "never_seen": _number(stages["base"]["holdout_accuracy"]),
+            **{name: _number(value) for name, value in measured.items()},
+        }
+        rows.append(
+            {
+                **dict(zip(CELL_COLUMNS, key)),
+                **accuracies,
+                "forget_never_seen": outcome["never_seen"],
+                "matched_steps": budget.get("relearn_steps"),
+                **measured,
+                **regime(outcome, thresholds),
+                "collapsed": stages["unlearned"]["collapsed"],
+            }
+        )
     return rows
 
 
@@ -169,8 +265,16 @@ def _cell_of(row: Mapping) -> tuple:
     return tuple(row[c] for c in CELL_COLUMNS)
 
 
-SINGLE_COLUMNS = ["model", "dataset", "method", "learning_rate", "stage", "mia_loss_auc", "forget_accuracy",
-                  "retain_accuracy"]
+SINGLE_COLUMNS = [
+    "model",
+    "dataset",
+    "method",
+    "learning_rate",
+    "stage",
+    "mia_loss_auc",
+    "forget_accuracy",
+    "retain_accuracy",
+]
 
 
 def single_unlearning_rows(metrics: list[dict]) -> list[dict]:
@@ -182,15 +286,19 @@ def latex_table(rows: list[dict]) -> str:
     """The single-unlearning table as a LaTeX tabular (booktabs): one line per method and
     learning rate, MIA / F.Acc / R.Acc for each stage."""
     stages = STAGES
-    header = " & ".join(["Model", "Data", "Method", "lr"] + [f"{m} ({s[0].upper()})" for s in stages
-                                                               for m in ("MIA", "F.Acc", "R.Acc")])
+    header = " & ".join(
+        ["Model", "Data", "Method", "lr"] + [f"{m} ({s[0].upper()})" for s in stages for m in ("MIA", "F.Acc", "R.Acc")]
+    )
     lines = ["\\begin{tabular}{llll" + "r" * 9 + "}", "\\toprule", header + " \\\\", "\\midrule"]
     cells: dict[tuple, dict] = {}
     for row in rows:
         cells.setdefault((row["model"], row["dataset"], row["method"], row["learning_rate"]), {})[row["stage"]] = row
     for (model, dataset, method, lr), by_stage in cells.items():
-        values = [_fmt(by_stage.get(s, {}).get(m)) for s in stages for m in ("mia_loss_auc", "forget_accuracy",
-                                                                           "retain_accuracy")]
+        values = [
+            _fmt(by_stage.get(s, {}).get(m))
+            for s in stages
+            for m in ("mia_loss_auc", "forget_accuracy", "retain_accuracy")
+        ]
         lines.append(" & ".join([*map(_latex, (model, dataset, method, str(lr))), *values]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
@@ -214,8 +322,9 @@ def _number(value) -> float:
     return float("nan") if value is None or value == "" else float(value)
 
 
-def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = CELL_STAGES,
-                        results: str = RESULTS) -> dict[str, list]:
+def representation_rows(
+    cells: Iterable[Cell], stages: Sequence[str] = CELL_STAGES, results: str = RESULTS
+) -> dict[str, list]:
     """Per-layer diagnostics, their per-split summaries, Fisher comparisons (on each sample set)
     and the histograms of the Fisher on the cell's forgotten samples."""
     tables: dict[str, list] = {"layers": [], "summary": [], "fisher": [], "histograms": []}
@@ -225,13 +334,26 @@ def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = CELL_STAG
             result = read_json(diagnostics_json(cell, stage, results))
             key = cell_key(cell, stage)
             for split, values in result["splits"].items():
-                tables["summary"].append({**key, "split": split, "mean_cka": values["mean_cka"],
-                                          "mean_pca_distance": values["mean_pca_distance"]})
+                tables["summary"].append(
+                    {
+                        **key,
+                        "split": split,
+                        "mean_cka": values["mean_cka"],
+                        "mean_pca_distance": values["mean_pca_distance"],
+                    }
+                )
                 for index, layer in enumerate(result["layers"]):
-                    tables["layers"].append({**key, "split": split, "layer_index": index, "layer": layer,
-                                             **{m: values[m][index] for m in LAYER_MEASURES}})
-            for sample_set, field in FISHER_SAMPLE_SETS.items():
-                tables["fisher"].extend(_fisher_rows(key, sample_set, result[field]))
+                    tables["layers"].append(
+                        {
+                            **key,
+                            "split": split,
+                            "layer_index": index,
+                            "layer": layer,
+                            **{m: values[m][index] for m in LAYER_MEASURES},
+                        }
+                    )
+            for sample_set, result_key in FISHER_SAMPLE_SETS.items():
+                tables["fisher"].extend(_fisher_rows(key, sample_set, result[result_key]))
             fisher = result["fisher"]
             for index, layer in enumerate(fisher.get("layers", [])):
                 tables["histograms"].extend(_histogram_rows(key, layer, fisher["bins"], fisher["histogram"][index]))
@@ -240,8 +362,9 @@ def representation_rows(cells: Iterable[Cell], stages: Sequence[str] = CELL_STAG
                 if base_key not in base_histograms_done:
                     base_histograms_done.add(base_key)
                     base = {**key, "method": "", "learning_rate": "", "stage": "base"}
-                    tables["histograms"].extend(_histogram_rows(base, layer, fisher["bins"],
-                                                                fisher["histogram_base"][index]))
+                    tables["histograms"].extend(
+                        _histogram_rows(base, layer, fisher["bins"], fisher["histogram_base"][index])
+                    )
     return tables
 
 
@@ -249,13 +372,23 @@ def _fisher_rows(key: dict, sample_set: str, fisher: Mapping) -> list[dict]:
     """One row per decoder layer of a Fisher comparison (none when no Fisher was computed)."""
     if not fisher:
         return []
-    return [{**key, "sample_set": sample_set, "samples": fisher["samples"], "layer": layer,
-             **{m: fisher[m][index] for m in FISHER_MEASURES}} for index, layer in enumerate(fisher["layers"])]
+    return [
+        {
+            **key,
+            "sample_set": sample_set,
+            "samples": fisher["samples"],
+            "layer": layer,
+            **{m: fisher[m][index] for m in FISHER_MEASURES},
+        }
+        for index, layer in enumerate(fisher["layers"])
+    ]
 
 
 def _histogram_rows(key: dict, layer: str, bins: list[float], counts: list[int]) -> list[dict]:
-    return [{**key, "layer": layer, "bin_low": low, "bin_high": high, "count": count}
-            for low, high, count in zip(bins[:-1], bins[1:], counts)]
+    return [
+        {**key, "layer": layer, "bin_low": low, "bin_high": high, "count": count}
+        for low, high, count in zip(bins[:-1], bins[1:], counts)
+    ]
 
 
 def request_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]:
@@ -264,10 +397,16 @@ def request_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]:
     for cell in cells:
         curve = read_json(curve_json(cell, "requests", results))
         for point in curve["requests"]:
-            rows.append({**_cell_only(cell), "request": point["request"],
-                         "forget_seen_accuracy": point["forget_seen"]["accuracy"],
-                         "forget_request_accuracy": point["forget_request"]["accuracy"],
-                         "retain_accuracy": point["retain"]["accuracy"], "collapsed": curve["collapsed"]})
+            rows.append(
+                {
+                    **_cell_only(cell),
+                    "request": point["request"],
+                    "forget_seen_accuracy": point["forget_seen"]["accuracy"],
+                    "forget_request_accuracy": point["forget_request"]["accuracy"],
+                    "retain_accuracy": point["retain"]["accuracy"],
+                    "collapsed": curve["collapsed"],
+                }
+            )
     return rows
 
 
@@ -277,9 +416,15 @@ def relearning_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]
     for cell in cells:
         curve = read_json(curve_json(cell, "relearning", results))
         for point in curve["steps"]:
-            rows.append({**_cell_only(cell), "step": point["step"],
-                         "forget_accuracy": point["forget"]["accuracy"],
-                         "retain_accuracy": point["retain"]["accuracy"], "collapsed": curve["collapsed"]})
+            rows.append(
+                {
+                    **_cell_only(cell),
+                    "step": point["step"],
+                    "forget_accuracy": point["forget"]["accuracy"],
+                    "retain_accuracy": point["retain"]["accuracy"],
+                    "collapsed": curve["collapsed"],
+                }
+            )
     return rows
 
 
@@ -292,23 +437,41 @@ def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, li
         key, unlearned, collapsed = _cell_only(cell), reversal["unlearned"], reversal["collapsed"]
         primary = None
         for budget in reversal["budgets"]:
-            tables["recovery"].append({
-                **key, "relearn_steps": budget["steps"], "relearn_learning_rate": lr_label(budget["learning_rate"]),
-                "primary": budget["primary"], "matched": budget["matched"], "control_kind": reversal["control"],
-                "forget_unlearned": unlearned["forget"]["accuracy"],
-                "forget_relearned": budget["relearned"]["forget"]["accuracy"], "forget_gain": budget["forget_gain"],
-                "control_unlearned": unlearned["unseen"]["accuracy"],
-                "control_relearned": budget["control"]["unseen"]["accuracy"], "control_gain": budget["control_gain"],
-                "controlled_recovery": budget["controlled_recovery"],
-                "retain_relearned": budget["relearned"]["retain"]["accuracy"], "collapsed": collapsed})
+            tables["recovery"].append(
+                {
+                    **key,
+                    "relearn_steps": budget["steps"],
+                    "relearn_learning_rate": lr_label(budget["learning_rate"]),
+                    "primary": budget["primary"],
+                    "matched": budget["matched"],
+                    "control_kind": reversal["control"],
+                    "forget_unlearned": unlearned["forget"]["accuracy"],
+                    "forget_relearned": budget["relearned"]["forget"]["accuracy"],
+                    "forget_gain": budget["forget_gain"],
+                    "control_unlearned": unlearned["unseen"]["accuracy"],
+                    "control_relearned": budget["control"]["unseen"]["accuracy"],
+                    "control_gain": budget["control_gain"],
+                    "controlled_recovery": budget["controlled_recovery"],
+                    "retain_relearned": budget["relearned"]["retain"]["accuracy"],
+                    "collapsed": collapsed,
+                }
+            )
             if budget["primary"]:
                 primary = budget["controlled_recovery"]
         for quantized in reversal["quantization"]:
-            tables["quantization"].append({
-                **key, "bits": quantized["bits"], "forget_unlearned": unlearned["forget"]["accuracy"],
-                "forget_quantized": quantized["forget"]["accuracy"], "forget_gain": quantized["forget_gain"],
-                "retain_unlearned": unlearned["retain"]["accuracy"], "retain_quantized": quantized["retain"]["accuracy"],
-                "controlled_recovery": primary, "collapsed": collapsed})
+            tables["quantization"].append(
+                {
+                    **key,
+                    "bits": quantized["bits"],
+                    "forget_unlearned": unlearned["forget"]["accuracy"],
+                    "forget_quantized": quantized["forget"]["accuracy"],
+                    "forget_gain": quantized["forget_gain"],
+                    "retain_unlearned": unlearned["retain"]["accuracy"],
+                    "retain_quantized": quantized["retain"]["accuracy"],
+                    "controlled_recovery": primary,
+                    "collapsed": collapsed,
+                }
+            )
     return tables
 
 
@@ -331,12 +494,20 @@ def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[
     for cell in regimes:
         key = _cell_of(cell)
         summary_row = representations.get(key, {})
-        rows.append({**{c: cell[c] for c in CELL_COLUMNS},
-                     "mean_cka": summary_row.get("mean_cka"), "mean_pca_distance": summary_row.get("mean_pca_distance"),
-                     "fisher_js": fmean(js[key]) if js.get(key) else None, "forgetting": cell["forgetting"],
-                     PREDICTION_TARGET: cell[PREDICTION_TARGET], "forgotten": cell["forgotten"],
-                     "regime_paper": cell["regime_paper"], "regime_controlled": cell["regime_controlled"],
-                     "collapsed": cell["collapsed"]})
+        rows.append(
+            {
+                **{c: cell[c] for c in CELL_COLUMNS},
+                "mean_cka": summary_row.get("mean_cka"),
+                "mean_pca_distance": summary_row.get("mean_pca_distance"),
+                "fisher_js": fmean(js[key]) if js.get(key) else None,
+                "forgetting": cell["forgetting"],
+                PREDICTION_TARGET: cell[PREDICTION_TARGET],
+                "forgotten": cell["forgotten"],
+                "regime_paper": cell["regime_paper"],
+                "regime_controlled": cell["regime_controlled"],
+                "collapsed": cell["collapsed"],
+            }
+        )
     return rows
 
 
@@ -392,8 +563,10 @@ def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Ma
     rows, expected = list(rows), set(columns)
     for index, row in enumerate(rows):
         if set(row) != expected:
-            raise ValueError(f"{path}: row {index} does not have the table's columns: missing "
-                             f"{sorted(expected - set(row))}, unexpected {sorted(set(row) - expected)}")
+            raise ValueError(
+                f"{path}: row {index} does not have the table's columns: missing "
+                f"{sorted(expected - set(row))}, unexpected {sorted(set(row) - expected)}"
+            )
     with atomic_path(path) as tmp:
         with tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(columns))
@@ -415,8 +588,9 @@ class GridResults:
     regime thresholds and the seed of the bootstrap. A table built from other tables asks for
     them with `rows(name)`; each table and each shared reader (`read`) runs once."""
 
-    def __init__(self, grid: Sequence[Cell], results: str = RESULTS, regimes: Mapping[str, float] | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, grid: Sequence[Cell], results: str = RESULTS, regimes: Mapping[str, float] | None = None, seed: int = 0
+    ):
         self.grid, self.results, self.regimes, self.seed = list(grid), results, regimes or {}, seed
         self._built: dict[str, list[dict]] = {}
         self._read: dict[Callable, Any] = {}
@@ -459,19 +633,30 @@ TABLES: dict[str, Table] = {
     "benchmarks": Table(BENCHMARK_COLUMNS, lambda grid: benchmark_rows(grid.grid, results=grid.results)),
     "recovery": Table(RECOVERY_COLUMNS, _reversal("recovery")),
     "quantization": Table(QUANTIZATION_COLUMNS, _reversal("quantization")),
-    "regimes": Table(REGIME_COLUMNS, lambda grid: regime_rows(grid.rows("metrics"), grid.rows("recovery"),
-                                                              grid.regimes)),
-    "single_unlearning": Table(SINGLE_COLUMNS, lambda grid: single_unlearning_rows(grid.rows("metrics")),
-                               renderings={"tex": latex_table}),
+    "regimes": Table(
+        REGIME_COLUMNS, lambda grid: regime_rows(grid.rows("metrics"), grid.rows("recovery"), grid.regimes)
+    ),
+    "single_unlearning": Table(
+        SINGLE_COLUMNS, lambda grid: single_unlearning_rows(grid.rows("metrics")), renderings={"tex": latex_table}
+    ),
     "representations": Table(REPRESENTATION_COLUMNS, _representations("layers")),
     "representation_summary": Table(SUMMARY_COLUMNS, _representations("summary")),
     "fisher": Table(FISHER_COLUMNS, _representations("fisher")),
     "fisher_histograms": Table(HISTOGRAM_COLUMNS, _representations("histograms"), caption=False),
-    "prediction_cells": Table(PREDICTION_CELL_COLUMNS, lambda grid: prediction_cell_rows(
-        grid.rows("regimes"), grid.rows("representation_summary"), grid.rows("fisher")), caption=False),
+    "prediction_cells": Table(
+        PREDICTION_CELL_COLUMNS,
+        lambda grid: prediction_cell_rows(
+            grid.rows("regimes"), grid.rows("representation_summary"), grid.rows("fisher")
+        ),
+        caption=False,
+    ),
     "prediction": Table(PREDICTION_COLUMNS, lambda grid: prediction_rows(grid.rows("prediction_cells"), grid.seed)),
-    "findings": Table(FINDING_COLUMNS, lambda grid: finding_rows(grid.rows("regimes"), grid.rows("representation_summary"),
-                                                                 grid.rows("representations"), grid.rows("fisher"))),
+    "findings": Table(
+        FINDING_COLUMNS,
+        lambda grid: finding_rows(
+            grid.rows("regimes"), grid.rows("representation_summary"), grid.rows("representations"), grid.rows("fisher")
+        ),
+    ),
     "requests": Table(REQUEST_COLUMNS, lambda grid: request_rows(grid.grid, results=grid.results)),
     "relearning": Table(RELEARNING_COLUMNS, lambda grid: relearning_rows(grid.grid, results=grid.results)),
 }

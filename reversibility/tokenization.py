@@ -31,8 +31,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int):
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS,
-                                   pad_token=PAD)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
 
 def ensure_special_tokens(tokenizer) -> None:
@@ -51,9 +50,9 @@ def encode(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor       # [B, T]
+    input_ids: torch.Tensor  # [B, T]
     attention_mask: torch.Tensor  # [B, T], 1 on real tokens
-    labels: torch.Tensor          # [B, T], IGNORE_INDEX on pads
+    labels: torch.Tensor  # [B, T], IGNORE_INDEX on pads
     # Under gradient accumulation, the real targets and sequences of all the optimiser step's
     # micro-batches that play this batch's role: losses divide their sums by these, so that the
     # step's micro-batches add up to one batch holding all their sequences. None: this batch alone.
@@ -63,8 +62,12 @@ class Batch:
     def to(self, device) -> "Batch":
         if self.input_ids.device == torch.device(device):
             return self
-        return replace(self, input_ids=self.input_ids.to(device),
-                       attention_mask=self.attention_mask.to(device), labels=self.labels.to(device))
+        return replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            labels=self.labels.to(device),
+        )
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -80,8 +83,9 @@ def share_step_totals(batches: Sequence[Batch | None]) -> list[Batch | None]:
     present = [batch for batch in batches if batch is not None]
     targets = sum(batch.n_targets() for batch in present)
     sequences = sum(len(batch) for batch in present)
-    return [None if batch is None else replace(batch, step_targets=targets, step_sequences=sequences)
-            for batch in batches]
+    return [
+        None if batch is None else replace(batch, step_targets=targets, step_sequences=sequences) for batch in batches
+    ]
 
 
 def collate(sequences: Sequence[Sequence[int]], pad_id: int) -> Batch:
@@ -98,4 +102,4 @@ def collate(sequences: Sequence[Sequence[int]], pad_id: int) -> Batch:
 
 def batches(sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> list[Batch]:
     """Consecutive batches in the given order (evaluation)."""
-    return [collate(sequences[i: i + batch_size], pad_id) for i in range(0, len(sequences), batch_size)]
+    return [collate(sequences[i : i + batch_size], pad_id) for i in range(0, len(sequences), batch_size)]

@@ -40,7 +40,7 @@ class OptimSettings:
     beta1: float = 0.9
     beta2: float = 0.999
     warmup_steps: int = 0
-    schedule: str = "constant"   # constant | linear | cosine (decay to min_lr_ratio)
+    schedule: str = "constant"  # constant | linear | cosine (decay to min_lr_ratio)
     min_lr_ratio: float = 0.0
     max_grad_norm: float | None = 1.0
     grad_accumulation: int = 1
@@ -83,15 +83,31 @@ def make_optimizer(model: torch.nn.Module, settings: OptimSettings) -> torch.opt
     (foreach's sqrt(exp_avg_sq): 28 GiB for a 7B model; reversibility/memory.py)."""
     params = [p for p in model.parameters() if p.requires_grad]
     fused = bool(params) and all(p.device.type == "cuda" for p in params)
-    return torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
-                             betas=(settings.beta1, settings.beta2), fused=fused or None)
+    return torch.optim.AdamW(
+        params,
+        lr=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        betas=(settings.beta1, settings.beta2),
+        fused=fused or None,
+    )
 
 
-def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any], total_steps: int,
-          settings: OptimSettings, *, desc: str = "train", log_every: int = 10,
-          record: TrainRecord | None = None, step_offset: int = 0,
-          evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0,
-          evaluate_at: Collection[int] = (), precision: Precision = Precision()) -> TrainRecord:
+def train(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    micro_batches: Iterator[Any],
+    total_steps: int,
+    settings: OptimSettings,
+    *,
+    desc: str = "train",
+    log_every: int = 10,
+    record: TrainRecord | None = None,
+    step_offset: int = 0,
+    evaluate: Callable[[], dict] | None = None,
+    evaluate_every: int = 0,
+    evaluate_at: Collection[int] = (),
+    precision: Precision = Precision(),
+) -> TrainRecord:
     """Run `total_steps` optimizer steps; each consumes `grad_accumulation` micro-batches.
 
     The step's loss is the sum of `loss_fn` over its micro-batches, not their mean: a loss divides
@@ -103,25 +119,57 @@ def train(model: torch.nn.Module, loss_fn: LossFn, micro_batches: Iterator[Any],
     """
     record = record if record is not None else TrainRecord()
     optimizer = make_optimizer(model, settings)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, settings))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, settings))
     params = [p for group in optimizer.param_groups for p in group["params"]]
     lowered = sorted({str(p.dtype) for p in params if p.dtype != torch.float32})
     if lowered:
-        raise ValueError(f"trainable weights in {', '.join(lowered)}: weights that train must be float32 "
-                         "(low-precision weights round small updates away); see reversibility/precision.py")
+        raise ValueError(
+            f"trainable weights in {', '.join(lowered)}: weights that train must be float32 "
+            "(low-precision weights round small updates away); see reversibility/precision.py"
+        )
     model.train()
     try:
-        return _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler,
-                    params, desc, log_every, record, step_offset, evaluate, evaluate_every, frozenset(evaluate_at),
-                    precision)
+        return _run(
+            model,
+            loss_fn,
+            micro_batches,
+            total_steps,
+            settings,
+            optimizer,
+            scheduler,
+            params,
+            desc,
+            log_every,
+            record,
+            step_offset,
+            evaluate,
+            evaluate_every,
+            frozenset(evaluate_at),
+            precision,
+        )
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.eval()
 
 
-def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, scheduler, params,
-         desc, log_every, record, step_offset, evaluate, evaluate_every, evaluate_at, precision) -> TrainRecord:
+def _run(
+    model,
+    loss_fn,
+    micro_batches,
+    total_steps,
+    settings,
+    optimizer,
+    scheduler,
+    params,
+    desc,
+    log_every,
+    record,
+    step_offset,
+    evaluate,
+    evaluate_every,
+    evaluate_at,
+    precision,
+) -> TrainRecord:
     progress = tqdm(range(total_steps), desc=desc, mininterval=5, disable=total_steps < 50)
     device = params[0].device if params else torch.device("cpu")
     scaler = precision.grad_scaler()
@@ -144,7 +192,7 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
         if not math.isfinite(grad_norm) and not scaler.is_enabled():
             return _collapse(record, step_offset + step, f"non-finite gradient norm {grad_norm}")
         lr = scheduler.get_last_lr()[0]
-        scaler.step(optimizer)        # with loss scaling: skipped when the gradients overflowed
+        scaler.step(optimizer)  # with loss scaling: skipped when the gradients overflowed
         scaler.update()
         scheduler.step()
         entry = {"step": step_offset + step + 1, "loss": total, "lr": lr, "grad_norm": grad_norm}
@@ -153,8 +201,9 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
             log.warning("%s step %d: gradients overflowed float16; step skipped, loss scale lowered", desc, step + 1)
         record.steps.append(entry)
         if (step + 1) % log_every == 0 or step + 1 == total_steps:
-            log.info("%s step %d/%d loss %.4f lr %.2e grad_norm %.3f", desc, step + 1,
-                     total_steps, total, lr, grad_norm)
+            log.info(
+                "%s step %d/%d loss %.4f lr %.2e grad_norm %.3f", desc, step + 1, total_steps, total, lr, grad_norm
+            )
         due = (evaluate_every and (step + 1) % evaluate_every == 0) or step + 1 in evaluate_at
         if evaluate is not None and due:
             model.eval()
@@ -166,8 +215,12 @@ def _run(model, loss_fn, micro_batches, total_steps, settings, optimizer, schedu
     return record
 
 
-def step_micro_batches(micro_batches: Iterator[Any], count: int, device: torch.device | str = "cpu",
-                       group: sharding.Group = sharding.Group()) -> list[Any]:
+def step_micro_batches(
+    micro_batches: Iterator[Any],
+    count: int,
+    device: torch.device | str = "cpu",
+    group: sharding.Group = sharding.Group(),
+) -> list[Any]:
     """The `count` micro-batches of one optimiser step on the weights' `device`, each knowing the
     step's totals; under sharding, this process's share of each.
 
@@ -210,4 +263,4 @@ def cycle_batches(n_items: int, batch_size: int, seed: int) -> Iterator[list[int
     while True:
         order = torch.randperm(n_items, generator=generator).tolist()
         for start in range(0, n_items - size + 1, size):
-            yield order[start: start + size]
+            yield order[start : start + size]

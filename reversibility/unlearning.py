@@ -6,8 +6,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
-import torch
-
 from .methods import Method, mean_nll
 from .precision import Precision
 from .tokenization import Batch, collate
@@ -16,8 +14,7 @@ from .training import OptimSettings, TrainRecord, cycle_batches, train
 log = logging.getLogger(__name__)
 
 
-def batch_stream(sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int,
-                 seed: int) -> Iterator[Batch]:
+def batch_stream(sequences: Sequence[Sequence[int]], batch_size: int, pad_id: int, seed: int) -> Iterator[Batch]:
     """Endless shuffled batches of `sequences` (the whole set when it fits in one batch)."""
     for indices in cycle_batches(len(sequences), batch_size, seed):
         yield collate([sequences[i] for i in indices], pad_id)
@@ -31,11 +28,19 @@ class UnlearnPlan:
     optim: OptimSettings
 
 
-def unlearn_requests(model, reference, method: Method, hp: Mapping[str, Any],
-                     requests: Sequence[Sequence[Sequence[int]]], retain: Sequence[Sequence[int]],
-                     plan: UnlearnPlan, pad_id: int, seed: int,
-                     after_request: Callable[[int], dict] | None = None,
-                     precision: Precision = Precision()) -> TrainRecord:
+def unlearn_requests(
+    model,
+    reference,
+    method: Method,
+    hp: Mapping[str, Any],
+    requests: Sequence[Sequence[Sequence[int]]],
+    retain: Sequence[Sequence[int]],
+    plan: UnlearnPlan,
+    pad_id: int,
+    seed: int,
+    after_request: Callable[[int], dict] | None = None,
+    precision: Precision = Precision(),
+) -> TrainRecord:
     """Unlearn the requests one after another, each with a fresh optimiser.
 
     The reference model stays the model from before the first request. Training stops at the
@@ -56,9 +61,18 @@ def unlearn_requests(model, reference, method: Method, hp: Mapping[str, Any],
             return method.loss(model_, forget, retain_batch, reference, hp)
 
         done = len(record.steps)
-        train(model, loss, micro_batches(), plan.steps_per_request, plan.optim,
-              desc=f"request {index}/{len(requests)}", log_every=plan.steps_per_request,
-              record=record, step_offset=(index - 1) * plan.steps_per_request, precision=precision)
+        train(
+            model,
+            loss,
+            micro_batches(),
+            plan.steps_per_request,
+            plan.optim,
+            desc=f"request {index}/{len(requests)}",
+            log_every=plan.steps_per_request,
+            record=record,
+            step_offset=(index - 1) * plan.steps_per_request,
+            precision=precision,
+        )
         for entry in record.steps[done:]:
             entry["request"] = index
         if record.collapsed:
@@ -70,11 +84,32 @@ def unlearn_requests(model, reference, method: Method, hp: Mapping[str, Any],
     return record
 
 
-def finetune(model, sequences: Sequence[Sequence[int]], steps: int, batch_size: int,
-             optim: OptimSettings, pad_id: int, seed: int, desc: str = "finetune",
-             evaluate: Callable[[], dict] | None = None, evaluate_every: int = 0,
-             evaluate_at: Collection[int] = (), precision: Precision = Precision()) -> TrainRecord:
+def finetune(
+    model,
+    sequences: Sequence[Sequence[int]],
+    steps: int,
+    batch_size: int,
+    optim: OptimSettings,
+    pad_id: int,
+    seed: int,
+    desc: str = "finetune",
+    evaluate: Callable[[], dict] | None = None,
+    evaluate_every: int = 0,
+    evaluate_at: Collection[int] = (),
+    precision: Precision = Precision(),
+) -> TrainRecord:
     """Plain next-token training for a fixed number of optimiser steps (base training, relearning)."""
     stream = batch_stream(sequences, batch_size, pad_id, seed)
-    return train(model, mean_nll, stream, steps, optim, desc=desc, log_every=max(1, steps // 20),
-                 evaluate=evaluate, evaluate_every=evaluate_every, evaluate_at=evaluate_at, precision=precision)
+    return train(
+        model,
+        mean_nll,
+        stream,
+        steps,
+        optim,
+        desc=desc,
+        log_every=max(1, steps // 20),
+        evaluate=evaluate,
+        evaluate_every=evaluate_every,
+        evaluate_at=evaluate_at,
+        precision=precision,
+    )

@@ -7,5 +7,6 @@ with runtime.job_log(snakemake.log[0]):
     grid = list(cells(snakemake.config))
     # Read through the declared inputs: with a remote store they are local copies elsewhere.
     results = local_results(snakemake.input.metrics, grid[0])
-    write_tables(GridResults(grid, results, snakemake.params.regimes, snakemake.config["seed"]),
-                 dict(snakemake.output.items()))
+    write_tables(
+        GridResults(grid, results, snakemake.params.regimes, snakemake.config["seed"]), dict(snakemake.output.items())
+    )

@@ -31,6 +31,7 @@ class Page:
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
+
         def wire_pipes():
             # The child reads commands on fd 3 and writes replies on fd 4; first move both ends
             # out of the way so that neither dup2 clobbers the other, then close the rest.
@@ -41,11 +42,23 @@ class Page:
             os.closerange(5, 1 << 16)
 
         self._process = subprocess.Popen(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
-             f"--user-data-dir={self._profile}", f"--window-size={width},{height}", "--no-first-run",
-             "--no-default-browser-check", "about:blank"],
-            close_fds=False, preexec_fn=wire_pipes,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self._profile}",
+                f"--window-size={width},{height}",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "about:blank",
+            ],
+            close_fds=False,
+            preexec_fn=wire_pipes,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_browser_read)
         os.close(from_browser_write)
         self._buffer = b""
@@ -75,8 +88,7 @@ class Page:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def _call(self, method: str, params: dict | None = None, session: str | None = None,
-              timeout: float = 60) -> dict:
+    def _call(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60) -> dict:
         message = {"method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
@@ -105,7 +117,7 @@ class Page:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url}: never finished loading")
             time.sleep(0.1)
-            self.evaluate("0")                          # replies carry the events that came before
+            self.evaluate("0")  # replies carry the events that came before
         while ready not in self.text():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url}: {ready!r} never appeared")

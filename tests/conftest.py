@@ -22,8 +22,12 @@ def load_micro_config() -> dict:
 
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """The command a user runs, from `workdir`, with the workflow of this checkout."""
-    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *args],
-                          cwd=workdir, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
 
 
 def plan(workdir: Path, config: dict, jobs: list | None = None, inputs: list | None = None) -> list[str]:
@@ -39,9 +43,12 @@ def plan(workdir: Path, config: dict, jobs: list | None = None, inputs: list | N
     configfile.write_text(yaml.safe_dump(config))
     updated: list[str] = []
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(cores=1),
-                                config_settings=ConfigSettings(configfiles=[configfile]),
-                                snakefile=SNAKEFILE, workdir=workdir)
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[configfile]),
+            snakefile=SNAKEFILE,
+            workdir=workdir,
+        )
         dag = workflow.dag()
         dag.execute_workflow(executor="dryrun", updated_files=updated)
         # The planned jobs themselves are not part of the public API; the DAG holds them.
@@ -92,8 +99,7 @@ def bosless_tokenizer(tiny_tokenizer):
 
     from reversibility.tokenization import EOS, PAD
 
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tiny_tokenizer.backend_tokenizer, eos_token=EOS,
-                                        pad_token=PAD)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tiny_tokenizer.backend_tokenizer, eos_token=EOS, pad_token=PAD)
     assert tokenizer.bos_token_id is None
     return tokenizer
 
@@ -102,8 +108,14 @@ def bosless_tokenizer(tiny_tokenizer):
 def tiny_model(tiny_tokenizer):
     from reversibility.models import build_scratch_model
 
-    spec = {"architecture": "llama", "hidden_size": 16, "intermediate_size": 32, "num_layers": 2,
-            "num_heads": 2, "max_length": 32}
+    spec = {
+        "architecture": "llama",
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_layers": 2,
+        "num_heads": 2,
+        "max_length": 32,
+    }
     return build_scratch_model(spec, tiny_tokenizer, seed=0).eval()
 
 

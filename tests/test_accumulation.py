@@ -16,11 +16,13 @@ from reversibility.precision import Precision
 from reversibility.tokenization import collate, encode
 from reversibility.training import OptimSettings, train
 
-FORGET = ["def add(a, b):\n    return a + b",
-          "class Point:\n    def __init__(self, x, y):\n        self.x, self.y = x, y",
-          "x = [i for i in range(3)]"]
+FORGET = [
+    "def add(a, b):\n    return a + b",
+    "class Point:\n    def __init__(self, x, y):\n        self.x, self.y = x, y",
+    "x = [i for i in range(3)]",
+]
 RETAIN = ["import os\nprint(os.sep)", "y = 1", "while True:\n    break\nelse:\n    pass"]
-HYPERPARAMETERS = {"beta": 0.5, "gamma": 0.2, "lambda": 0.7}   # a beta that leaves SimNPO's forget term a gradient
+HYPERPARAMETERS = {"beta": 0.5, "gamma": 0.2, "lambda": 0.7}  # a beta that leaves SimNPO's forget term a gradient
 # RLabel is left out: it draws its random labels per micro-batch from the global RNG, so two
 # micro-batches draw other labels than one larger batch does and the two losses differ by design.
 METHODS = ["ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "simnpo"]
@@ -42,8 +44,9 @@ def one_step(model, loss_fn, micro_batches, precision=Precision()):
     names = {id(parameter): name for name, parameter in model.named_parameters()}
 
     def capture(optimizer, args, kwargs):
-        captured.update((names[id(p)], p.grad.detach().clone())
-                        for group in optimizer.param_groups for p in group["params"])
+        captured.update(
+            (names[id(p)], p.grad.detach().clone()) for group in optimizer.param_groups for p in group["params"]
+        )
 
     settings = OptimSettings(learning_rate=1e-3, max_grad_norm=None, grad_accumulation=len(micro_batches))
     handle = register_optimizer_step_pre_hook(capture)
@@ -61,8 +64,13 @@ def assert_same_step(model, loss_fn, whole, parts):
     assert accumulated.keys() == expected.keys()
     for name, gradient in expected.items():
         # float32 rounding: relative to each element, and to the tensor's largest for near-zero ones
-        torch.testing.assert_close(accumulated[name], gradient, rtol=1e-4, atol=1e-4 * gradient.abs().max().item(),
-                                   msg=lambda detail, name=name: f"{name}: {detail}")
+        torch.testing.assert_close(
+            accumulated[name],
+            gradient,
+            rtol=1e-4,
+            atol=1e-4 * gradient.abs().max().item(),
+            msg=lambda detail, name=name: f"{name}: {detail}",
+        )
     assert loss == pytest.approx(expected_loss, rel=1e-5)
 
 
@@ -96,7 +104,7 @@ def test_every_method_accumulates_to_the_larger_batch(name, tiny_model, moved_mo
     forget, forget_parts = split(tiny_tokenizer, FORGET, 1)
     retain, retain_parts = split(tiny_tokenizer, RETAIN, 2) if method.uses_retain else (None, [None, None])
 
-    def loss(model, pair):        # as unlearning.unlearn_requests calls a method
+    def loss(model, pair):  # as unlearning.unlearn_requests calls a method
         forget_batch, retain_batch = pair
         return method.loss(model, forget_batch, retain_batch, reference, HYPERPARAMETERS)
 
@@ -109,7 +117,7 @@ def test_float16_loss_scaling_accumulates_to_the_larger_batch(tiny_model, tiny_t
     whole, parts = split(tiny_tokenizer, RETAIN, 2)
     expected, _ = one_step(tiny_model, mean_nll, [whole], float16)
     accumulated, _ = one_step(tiny_model, mean_nll, parts, float16)
-    for name, gradient in expected.items():       # float16 arithmetic: about 1e-3 apart
+    for name, gradient in expected.items():  # float16 arithmetic: about 1e-3 apart
         assert (accumulated[name] - gradient).norm() <= 1e-2 * gradient.norm() + 1e-6, name
 
 

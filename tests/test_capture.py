@@ -39,8 +39,7 @@ def test_adding_pads_to_a_batch_changes_no_captured_value(tiny_model, tiny_token
 
 def test_token_states_are_kept_for_the_first_samples_only(tiny_model, tiny_tokenizer):
     sequences = encode(tiny_tokenizer, TEXTS, 32)
-    captured = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 2, "mean", 32, "cpu",
-                             keep_states=3)
+    captured = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 2, "mean", 32, "cpu", keep_states=3)
     assert len(captured["states"]) == 4 and captured["states"][1].shape == (3, 32, 16)
     # Mean pooling is the masked mean of the kept states.
     mask = np.array([[1.0] * len(s) + [0.0] * (32 - len(s)) for s in sequences[:3]])
@@ -51,8 +50,9 @@ def test_token_states_are_kept_for_the_first_samples_only(tiny_model, tiny_token
 def test_capture_on_a_gpu_equals_the_capture_on_the_cpu(tiny_model, tiny_tokenizer, cuda):
     sequences = encode(tiny_tokenizer, TEXTS, 32)
     on_cpu = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, "cpu", keep_states=2)
-    on_gpu = capture_split(tiny_model.to(cuda), sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, cuda,
-                           keep_states=2)
+    on_gpu = capture_split(
+        tiny_model.to(cuda), sequences, tiny_tokenizer.pad_token_id, 2, "last", 32, cuda, keep_states=2
+    )
     for kind in ("features", "states"):
         for cpu_layer, gpu_layer in zip(on_cpu[kind], on_gpu[kind], strict=True):
             np.testing.assert_allclose(gpu_layer, cpu_layer, atol=1e-5)
@@ -88,8 +88,11 @@ def test_the_spread_of_a_flat_prediction_over_an_llm_vocabulary_keeps_its_digits
 
 def test_capture_file_round_trip_and_incomplete_files_are_refused(tmp_path):
     rng = np.random.default_rng(0)
-    split = {"ids": ["a#0", "b#1"], "features": [rng.normal(size=(2, 4)) for _ in range(3)],
-             "stats": {"logprob": rng.normal(size=(2, 5)).astype(np.float32)}}
+    split = {
+        "ids": ["a#0", "b#1"],
+        "features": [rng.normal(size=(2, 4)) for _ in range(3)],
+        "stats": {"logprob": rng.normal(size=(2, 5)).astype(np.float32)},
+    }
     path = tmp_path / "c.h5"
     write_capture(path, ["emb", "l0", "norm"], {"forget": split}, {"pooling": "mean", "provenance": {"seed": 1}})
     with Capture(path) as cap:
@@ -111,7 +114,9 @@ def test_light_jobs_start_without_torch():
     import subprocess
     import sys
 
-    probe = ("import sys; from reversibility.stages import checkpoint_metrics, diagnostics, prepare_benchmark, "
-             "prepare_data; print('torch' in sys.modules)")
+    probe = (
+        "import sys; from reversibility.stages import checkpoint_metrics, diagnostics, prepare_benchmark, "
+        "prepare_data; print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

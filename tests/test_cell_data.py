@@ -15,9 +15,15 @@ def prepared(folder, prefix):
     """A prepared dataset: every split with distinct ids, four requests of two samples."""
     folder.mkdir()
     for split, n in SIZES.items():
-        records = [{"id": f"{prefix}-{split}-{i}", "document": f"{prefix}-{split}-doc{i}",
-                    "text": f"{prefix} {split} text {i}",
-                    **({"request": i // REQUEST_SIZE + 1} if split == "forget" else {})} for i in range(n)]
+        records = [
+            {
+                "id": f"{prefix}-{split}-{i}",
+                "document": f"{prefix}-{split}-doc{i}",
+                "text": f"{prefix} {split} text {i}",
+                **({"request": i // REQUEST_SIZE + 1} if split == "forget" else {}),
+            }
+            for i in range(n)
+        ]
         write_jsonl(folder / f"{split}.jsonl", records)
     write_json(folder / "manifest.json", {"requests": {"count": 4, "size": REQUEST_SIZE}})
     return folder
@@ -88,7 +94,7 @@ def test_controls_and_retain_probes_are_untouched_by_every_stage(two_domains, re
         assert not control & trained, stage
     for stage, trained in after_base.items():
         assert not probes & trained, stage
-    assert probes <= base                      # R.Acc is on samples the base model learned
+    assert probes <= base  # R.Acc is on samples the base model learned
 
 
 def test_fisher_counts_give_base_and_stage_the_same_samples():

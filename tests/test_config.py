@@ -1,8 +1,8 @@
 """A bad config is rejected before any job runs, with a message that names the key."""
 
 import pytest
-
 from conftest import REPO, plan, run_snakemake
+
 from reversibility.config import canonical, lr_label
 
 
@@ -68,8 +68,9 @@ def test_the_command_line_stops_before_any_job(tmp_path, micro_config):
 
 
 def test_params_do_not_depend_on_key_order():
-    assert repr(canonical({"b": 1, "a": {"d": 2, "c": [3, {"f": 4, "e": 5}]}})) == \
-        repr(canonical({"a": {"c": [3, {"e": 5, "f": 4}], "d": 2}, "b": 1}))
+    assert repr(canonical({"b": 1, "a": {"d": 2, "c": [3, {"f": 4, "e": 5}]}})) == repr(
+        canonical({"a": {"c": [3, {"e": 5, "f": 4}], "d": 2}, "b": 1})
+    )
 
 
 def test_learning_rate_labels_are_short_and_exact():
@@ -87,11 +88,18 @@ def test_an_experiment_can_have_its_own_grid(tmp_path, micro_config):
 def test_a_grid_can_be_a_union_of_cross_products(micro_config):
     from reversibility.config import cells
 
-    micro_config["grid"] = [{"methods": ["ga", "npo"], "n_requests": [2], "learning_rates": [1e-3]},
-                            {"methods": ["ga"], "n_requests": [1, 2], "learning_rates": [1e-3, 1e-2]}]
+    micro_config["grid"] = [
+        {"methods": ["ga", "npo"], "n_requests": [2], "learning_rates": [1e-3]},
+        {"methods": ["ga"], "n_requests": [1, 2], "learning_rates": [1e-3, 1e-2]},
+    ]
     keys = [c.key for c in cells(micro_config)]
-    assert keys == ["micro/github/ga/n2/lr0.001", "micro/github/npo/n2/lr0.001", "micro/github/ga/n1/lr0.001",
-                    "micro/github/ga/n1/lr0.01", "micro/github/ga/n2/lr0.01"]
+    assert keys == [
+        "micro/github/ga/n2/lr0.001",
+        "micro/github/npo/n2/lr0.001",
+        "micro/github/ga/n1/lr0.001",
+        "micro/github/ga/n1/lr0.01",
+        "micro/github/ga/n2/lr0.01",
+    ]
 
 
 def test_an_experiment_grid_is_checked_under_its_own_key(tmp_path, micro_config):
@@ -195,7 +203,7 @@ def test_the_paper_configs_sharded_variants_ask_for_a_node_of_gpus_where_they_tr
     for name, resources in jobs:
         if name in {"base_model", "unlearn", "relearn"}:
             assert resources["gpu"] == 4 and resources["mem_mb"] >= 160000, (name, resources)
-        elif name == "capture_base":      # one process, one device
+        elif name == "capture_base":  # one process, one device
             assert resources["gpu"] == 1, resources
 
 
@@ -239,90 +247,166 @@ BAD_CONFIGS = {
     "empty list of methods": (lambda c, _: c["grid"].update(methods=[]), ["[]"]),
     "no experiments": (lambda c, _: c.update(experiments=[]), ["[]"]),
     "zero requests": (lambda c, _: c["grid"].update(n_requests=[0]), ["0"]),
-    "more requests than the pool": (lambda c, _: c["grid"].update(n_requests=[3]),
-                                    ["grid.n_requests", "forget_requests = 2"]),
+    "more requests than the pool": (
+        lambda c, _: c["grid"].update(n_requests=[3]),
+        ["grid.n_requests", "forget_requests = 2"],
+    ),
     "empty requests": (lambda c, _: c["datasets"]["github"].update(request_size=0), ["request_size", "0"]),
-    "shortest sample above the longest": (lambda c, _: c["datasets"]["github"].update(min_chars=500),
-                                          ["datasets.github.min_chars", "max_chars"]),
+    "shortest sample above the longest": (
+        lambda c, _: c["datasets"]["github"].update(min_chars=500),
+        ["datasets.github.min_chars", "max_chars"],
+    ),
     "quantization below two bits": (lambda c, _: c.update(quantization={"bits": [1]}), ["bits", "1"]),
-    "learning rates sharing a path label": (lambda c, _: c["grid"].update(learning_rates=[1e-3, 1.0000001e-3]),
-                                            ["share the path label"]),
-    "undefined dataset": (lambda c, _: c["experiments"][0].update(dataset="arxiv"),
-                          ["experiments[0].dataset", "'arxiv'"]),
+    "learning rates sharing a path label": (
+        lambda c, _: c["grid"].update(learning_rates=[1e-3, 1.0000001e-3]),
+        ["share the path label"],
+    ),
+    "undefined dataset": (
+        lambda c, _: c["experiments"][0].update(dataset="arxiv"),
+        ["experiments[0].dataset", "'arxiv'"],
+    ),
     "path separator in a dataset name": (lambda c, _: _rename_dataset(c, "code/python"), ["code/python"]),
     "parent folder as a dataset name": (lambda c, _: _rename_dataset(c, ".."), ["'..'"]),
     "shell metacharacters in a dataset name": (lambda c, _: _rename_dataset(c, "x;rm -rf ~"), ["x;rm -rf ~"]),
-    "space in a model name": (lambda c, _: (c["models"].update({"my model": c["models"].pop("micro")}),
-                                            c["experiments"][0].update(model="my model")), ["my model"]),
-    "remote code at a moving revision": (lambda c, _: c["models"].update(micro={
-        "source": "hub", "hub_id": "someone/custom-model", "trust_remote_code": True, "revision": "main"}),
-        ["models.micro.revision", "commit hash"]),
-    "remote code without opt-in": (lambda c, tmp: _local_model(c, tmp, {
-        "config.json": '{"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}',
-        "model.safetensors": ""}), ["models.micro.trust_remote_code", "auto_map"]),
-    "pickled weights": (lambda c, tmp: _local_model(c, tmp, {"config.json": "{}", "pytorch_model.bin": ""}),
-                        ["models.micro.path", "pickled"]),
+    "space in a model name": (
+        lambda c, _: (
+            c["models"].update({"my model": c["models"].pop("micro")}),
+            c["experiments"][0].update(model="my model"),
+        ),
+        ["my model"],
+    ),
+    "remote code at a moving revision": (
+        lambda c, _: c["models"].update(
+            micro={"source": "hub", "hub_id": "someone/custom-model", "trust_remote_code": True, "revision": "main"}
+        ),
+        ["models.micro.revision", "commit hash"],
+    ),
+    "remote code without opt-in": (
+        lambda c, tmp: _local_model(
+            c,
+            tmp,
+            {
+                "config.json": '{"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}',
+                "model.safetensors": "",
+            },
+        ),
+        ["models.micro.trust_remote_code", "auto_map"],
+    ),
+    "pickled weights": (
+        lambda c, tmp: _local_model(c, tmp, {"config.json": "{}", "pytorch_model.bin": ""}),
+        ["models.micro.path", "pickled"],
+    ),
     "hub model without an id": (lambda c, _: c["models"].update(micro={"source": "hub"}), ["models.micro.hub_id"]),
     # Sizes a job would find too small after the jobs before it were paid for (N = 2 x 4 samples).
-    "a control larger than the never-seen split": (lambda c, _: c["datasets"]["github"].update(unseen=6),
-                                                   ["datasets.github.unseen", "2 x 4 = 8", "holds 6"]),
+    "a control larger than the never-seen split": (
+        lambda c, _: c["datasets"]["github"].update(unseen=6),
+        ["datasets.github.unseen", "2 x 4 = 8", "holds 6"],
+    ),
     "relearning on never-seen samples the control needs": (
         lambda c, _: (c["datasets"]["github"].update(unseen=12), c["relearning"].update(source="unseen")),
-        ["relearning.source", "disjoint", "(16 in all)", "unseen = 12"]),
+        ["relearning.source", "disjoint", "(16 in all)", "unseen = 12"],
+    ),
     "a baseline on never-seen samples the controls need": (
-        lambda c, _: (c["datasets"]["github"].update(unseen=19), c["grid"].update(methods=["finetune"]),
-                      c.update(baseline={"source": "unseen"})),
-        ["baseline.source", "after the 16", "3 left", "unseen = 19"]),
+        lambda c, _: (
+            c["datasets"]["github"].update(unseen=19),
+            c["grid"].update(methods=["finetune"]),
+            c.update(baseline={"source": "unseen"}),
+        ),
+        ["baseline.source", "after the 16", "3 left", "unseen = 19"],
+    ),
     "a relearning source smaller than the forget set": (
         lambda c, _: (_second_dataset(c, retain=5), c["relearning"].update(source="retain", source_dataset="arxiv")),
-        ["relearning.source", "(8)", "holds 5"]),
-    "a relearning batch larger than the forgotten samples": (lambda c, _: c["relearning"].update(batch_size=9),
-                                                             ["relearning.batch_size", "9", "8 samples"]),
+        ["relearning.source", "(8)", "holds 5"],
+    ),
+    "a relearning batch larger than the forgotten samples": (
+        lambda c, _: c["relearning"].update(batch_size=9),
+        ["relearning.batch_size", "9", "8 samples"],
+    ),
     "a retain batch larger than the retain split": (
         lambda c, _: (c["grid"].update(methods=["ga_gd"]), c["unlearning"].update(retain_batch_size=25)),
-        ["unlearning.retain_batch_size", "25", "retain = 24"]),
+        ["unlearning.retain_batch_size", "25", "retain = 24"],
+    ),
     "a baseline batch larger than its source": (
-        lambda c, _: (_second_dataset(c, unseen=3), c["grid"].update(methods=["finetune"]),
-                      c.update(baseline={"source": "unseen", "source_dataset": "arxiv"})),
-        ["baseline.source", "8 samples", "holds 3"]),
+        lambda c, _: (
+            _second_dataset(c, unseen=3),
+            c["grid"].update(methods=["finetune"]),
+            c.update(baseline={"source": "unseen", "source_dataset": "arxiv"}),
+        ),
+        ["baseline.source", "8 samples", "holds 3"],
+    ),
     "a base-training batch larger than its data": (
         lambda c, _: c["models"]["micro"]["base_training"].update(batch_size=41),
-        ["models.micro.base_training.batch_size", "41", "40 forget, retain and retain_eval"]),
-    "more Fisher samples than the forget pool": (lambda c, _: c["capture"].update(fisher_samples=9),
-                                                 ["capture.fisher_samples", "9", "(8)"]),
-    "more retain samples captured than there are": (lambda c, _: c["capture"].update(retain_samples=9),
-                                                    ["capture.retain_samples", "9", "retain_eval = 8"]),
-    "more retain samples on the curves than there are": (lambda c, _: c.update(curves={"retain_samples": 30}),
-                                                         ["curves.retain_samples", "30", "retain_eval = 8"]),
-    "a width that heads cannot share": (lambda c, _: c["models"]["micro"].update(hidden_size=30, num_heads=4),
-                                        ["models.micro.hidden_size", "30", "num_heads = 4"]),
-    "a sequence too short for a token of text": (lambda c, _: c["models"]["micro"].update(max_length=1),
-                                                 ["models.micro.max_length", "at least 2"]),
-    "a hyperparameter the method does not have": (lambda c, _: c.update(methods={"npo": {"betta": 0.5}}),
-                                                  ["methods.npo.betta", "it has: beta"]),
-    "a learning rate that is not a number": (lambda c, _: c["grid"].update(learning_rates=[float("nan")]),
-                                             ["grid.learning_rates[0]", "nan is not a finite number"]),
-    "an infinite relearning rate": (lambda c, _: c["relearning"].update(learning_rate=float("inf")),
-                                    ["relearning.learning_rate", "inf is not a finite number"]),
-    "an undefined benchmark": (lambda c, _: c["experiments"][0].update(benchmarks=["gsm8k"]),
-                               ["experiments[0].benchmarks", "'gsm8k'"]),
-    "a generation budget beyond the model's positions": (lambda c, _: _benchmark(c, max_new_tokens=63),
-                                                         ["benchmarks.gsm8k.max_new_tokens", "64 positions"]),
-    "fewer positions than max_length": (lambda c, _: c["models"]["micro"].update(max_positions=32),
-                                        ["models.micro.max_positions", "max_length = 64"]),
-    "a prompt with a field of its own": (lambda c, _: _benchmark(c, prompt="Q: {problem}"),
-                                         ["benchmarks.gsm8k.prompt", "{problem}"]),
+        ["models.micro.base_training.batch_size", "41", "40 forget, retain and retain_eval"],
+    ),
+    "more Fisher samples than the forget pool": (
+        lambda c, _: c["capture"].update(fisher_samples=9),
+        ["capture.fisher_samples", "9", "(8)"],
+    ),
+    "more retain samples captured than there are": (
+        lambda c, _: c["capture"].update(retain_samples=9),
+        ["capture.retain_samples", "9", "retain_eval = 8"],
+    ),
+    "more retain samples on the curves than there are": (
+        lambda c, _: c.update(curves={"retain_samples": 30}),
+        ["curves.retain_samples", "30", "retain_eval = 8"],
+    ),
+    "a width that heads cannot share": (
+        lambda c, _: c["models"]["micro"].update(hidden_size=30, num_heads=4),
+        ["models.micro.hidden_size", "30", "num_heads = 4"],
+    ),
+    "a sequence too short for a token of text": (
+        lambda c, _: c["models"]["micro"].update(max_length=1),
+        ["models.micro.max_length", "at least 2"],
+    ),
+    "a hyperparameter the method does not have": (
+        lambda c, _: c.update(methods={"npo": {"betta": 0.5}}),
+        ["methods.npo.betta", "it has: beta"],
+    ),
+    "a learning rate that is not a number": (
+        lambda c, _: c["grid"].update(learning_rates=[float("nan")]),
+        ["grid.learning_rates[0]", "nan is not a finite number"],
+    ),
+    "an infinite relearning rate": (
+        lambda c, _: c["relearning"].update(learning_rate=float("inf")),
+        ["relearning.learning_rate", "inf is not a finite number"],
+    ),
+    "an undefined benchmark": (
+        lambda c, _: c["experiments"][0].update(benchmarks=["gsm8k"]),
+        ["experiments[0].benchmarks", "'gsm8k'"],
+    ),
+    "a generation budget beyond the model's positions": (
+        lambda c, _: _benchmark(c, max_new_tokens=63),
+        ["benchmarks.gsm8k.max_new_tokens", "64 positions"],
+    ),
+    "fewer positions than max_length": (
+        lambda c, _: c["models"]["micro"].update(max_positions=32),
+        ["models.micro.max_positions", "max_length = 64"],
+    ),
+    "a prompt with a field of its own": (
+        lambda c, _: _benchmark(c, prompt="Q: {problem}"),
+        ["benchmarks.gsm8k.prompt", "{problem}"],
+    ),
     "a hub benchmark without an id": (lambda c, _: _benchmark(c, source="hub"), ["benchmarks.gsm8k.hub_id"]),
-    "held-out problems of a dataset without them": (lambda c, _: _benchmark(c, source="held_out"),
-                                                    ["experiments[0].benchmarks", "math_eval = 0"]),
-    "a sharded LoRA model": (lambda c, _: _sharded(c, lora={"enabled": True}),
-                             ["models.micro.sharding.enabled", "LoRA"]),
-    "sharding over one process": (lambda c, _: _sharded(c, sharding={"enabled": True}),
-                                  ["models.micro.sharding.processes", "at least 2", "got 0"]),
-    "sharded processes unlike the GPUs": (lambda c, _: _sharded(c, resources={"gpu": 4}),
-                                          ["models.micro.sharding.processes", "resources.gpu = 4"]),
-    "fewer threads than sharded processes": (lambda c, _: _sharded(c, threads=1),
-                                             ["models.micro.threads", "threads >= 2"]),
+    "held-out problems of a dataset without them": (
+        lambda c, _: _benchmark(c, source="held_out"),
+        ["experiments[0].benchmarks", "math_eval = 0"],
+    ),
+    "a sharded LoRA model": (
+        lambda c, _: _sharded(c, lora={"enabled": True}),
+        ["models.micro.sharding.enabled", "LoRA"],
+    ),
+    "sharding over one process": (
+        lambda c, _: _sharded(c, sharding={"enabled": True}),
+        ["models.micro.sharding.processes", "at least 2", "got 0"],
+    ),
+    "sharded processes unlike the GPUs": (
+        lambda c, _: _sharded(c, resources={"gpu": 4}),
+        ["models.micro.sharding.processes", "resources.gpu = 4"],
+    ),
+    "fewer threads than sharded processes": (
+        lambda c, _: _sharded(c, threads=1),
+        ["models.micro.threads", "threads >= 2"],
+    ),
 }
 
 
@@ -333,4 +417,4 @@ def test_a_bad_config_is_rejected_before_any_job_with_a_message_naming_it(case, 
     message = rejection(tmp_path, micro_config)
     for fragment in expected:
         assert fragment in message, (case, message[-2000:])
-    assert not (tmp_path / "results").exists()            # nothing ran, nothing was written
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing was written

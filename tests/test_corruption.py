@@ -15,9 +15,12 @@ from reversibility.tables import read_metrics
 @pytest.fixture
 def capture(tmp_path):
     rng = np.random.default_rng(0)
-    split = {"ids": ["a#0", "b#1", "c#2"],
-             "features": [rng.normal(size=(3, 64)).astype(np.float32) for _ in range(3)],
-             "stats": {"logprob": rng.normal(size=(3, 5)).astype(np.float32)}, "zlib": [10, 11, 12]}
+    split = {
+        "ids": ["a#0", "b#1", "c#2"],
+        "features": [rng.normal(size=(3, 64)).astype(np.float32) for _ in range(3)],
+        "stats": {"logprob": rng.normal(size=(3, 5)).astype(np.float32)},
+        "zlib": [10, 11, 12],
+    }
     path = tmp_path / "results/activations/tiny/toy/base.h5"
     write_capture(path, ["emb", "l0", "norm"], {"forget": split}, {"pooling": "mean"})
     return path
@@ -44,7 +47,7 @@ def test_a_flipped_bit_in_a_layer_is_refused_naming_the_file(capture):
         offset = h5["splits/forget/hidden/1"].id.get_chunk_info(0).byte_offset
     flip_bit(capture, offset + 100)
     with Capture(capture) as cap:
-        np.testing.assert_equal(cap.features("forget", 0).shape, (3, 64))     # other layers still read
+        np.testing.assert_equal(cap.features("forget", 0).shape, (3, 64))  # other layers still read
         with pytest.raises(ValueError, match="checksum") as caught:
             cap.features("forget", 1)
     assert str(capture) in str(caught.value) and f"--forcerun {capture}" in str(caught.value)
@@ -65,10 +68,10 @@ def test_a_truncated_capture_is_refused_naming_the_file(capture, keep):
 def test_a_truncated_or_altered_checkpoint_is_refused_naming_it(tmp_path, tiny_model, tiny_tokenizer):
     checkpoint = tmp_path / "results/runs/tiny/toy/ga/n1/lr0.001/unlearned"
     save_checkpoint(tiny_model, tiny_tokenizer, checkpoint, {"seed": 0})
-    load_checkpoint(checkpoint)                                   # intact: loads
+    load_checkpoint(checkpoint)  # intact: loads
     weights = checkpoint / "model.safetensors"
     intact = weights.read_bytes()
-    flip_bit(weights, len(intact) - 10)                           # inside the last tensor
+    flip_bit(weights, len(intact) - 10)  # inside the last tensor
     with pytest.raises(ValueError, match="sha256") as caught:
         load_checkpoint(checkpoint)
     assert str(checkpoint) in str(caught.value)
@@ -105,5 +108,5 @@ def test_a_json_artifact_is_never_left_half_written(tmp_path):
 
     with pytest.raises(TypeError):
         write_json(path, {"a": Exploding()})
-    assert json.loads(path.read_text()) == {"a": 1}                 # the old content, intact
+    assert json.loads(path.read_text()) == {"a": 1}  # the old content, intact
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left behind

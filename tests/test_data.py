@@ -5,8 +5,19 @@ import pytest
 from reversibility import data
 from reversibility.data import DataError, Document, SplitPlan, build_splits, normalise, segment
 
-PLAN = SplitPlan(forget_requests=3, request_size=2, retain=6, retain_eval=2, holdout=4, unseen=2, math_eval=0,
-                 max_samples_per_document=2, min_chars=20, max_chars=120, background_chars=10_000)
+PLAN = SplitPlan(
+    forget_requests=3,
+    request_size=2,
+    retain=6,
+    retain_eval=2,
+    holdout=4,
+    unseen=2,
+    math_eval=0,
+    max_samples_per_document=2,
+    min_chars=20,
+    max_chars=120,
+    background_chars=10_000,
+)
 
 
 def documents(n: int = 30) -> list[Document]:
@@ -14,8 +25,10 @@ def documents(n: int = 30) -> list[Document]:
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
     docs = []
     for i in range(n):
-        paragraphs = [f"def f{i}_{k}(x):\n    return x * {i} + {k}  # {words[(i + k) % 8]} {words[i % 8]}{i}{'z' * i}"
-                      for k in range(4)]
+        paragraphs = [
+            f"def f{i}_{k}(x):\n    return x * {i} + {k}  # {words[(i + k) % 8]} {words[i % 8]}{i}{'z' * i}"
+            for k in range(4)
+        ]
         docs.append(Document(id=f"doc{i}.py", text="\n\n".join(paragraphs)))
     return docs
 
@@ -54,11 +67,16 @@ def test_splits_have_the_requested_sizes_and_requests():
 
 def test_the_first_k_requests_of_a_large_pool_are_the_requests_of_a_small_one():
     many = documents(120)
-    big = build_splits("toy", many, dataclasses.replace(PLAN, forget_requests=100, request_size=1,
-                                                         max_samples_per_document=4), seed=0)
+    big = build_splits(
+        "toy", many, dataclasses.replace(PLAN, forget_requests=100, request_size=1, max_samples_per_document=4), seed=0
+    )
     for k in (1, 10, 50):
-        small = build_splits("toy", many, dataclasses.replace(PLAN, forget_requests=k, request_size=1,
-                                                               max_samples_per_document=4), seed=0)
+        small = build_splits(
+            "toy",
+            many,
+            dataclasses.replace(PLAN, forget_requests=k, request_size=1, max_samples_per_document=4),
+            seed=0,
+        )
         assert data.requested(big["forget"], k) == small["forget"]
 
 
@@ -84,8 +102,13 @@ def test_too_small_a_source_names_the_dataset_and_keys():
 
 
 def stdlib_spec(root, **overrides):
-    return {"source": "stdlib", "path": str(root), "exclude_dirs": [],
-            **{k: getattr(PLAN, k) for k in PLAN.__dataclass_fields__}, **overrides}
+    return {
+        "source": "stdlib",
+        "path": str(root),
+        "exclude_dirs": [],
+        **{k: getattr(PLAN, k) for k in PLAN.__dataclass_fields__},
+        **overrides,
+    }
 
 
 def write_sources(root):
@@ -102,7 +125,8 @@ def test_prepare_writes_splits_and_a_manifest_with_hashes(tmp_path):
     assert data.load_manifest(tmp_path / "out") == manifest
     assert len(manifest["splits"]["retain"]["sha256"]) == 64
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [f"{s}.jsonl" for s in data.SPLITS] + ["manifest.json"])
+        [f"{s}.jsonl" for s in data.SPLITS] + ["manifest.json"]
+    )
 
 
 def test_a_failed_prepare_leaves_no_partial_manifest_and_keeps_the_old_one(tmp_path):
@@ -119,11 +143,20 @@ def test_a_failed_prepare_leaves_no_partial_manifest_and_keeps_the_old_one(tmp_p
 
 
 def test_groups_stay_whole_and_math_eval_takes_answered_problems():
-    names = [a + b for a in ("ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kit", "lou")
-             for b in ("ra", "mo", "li", "ta", "ne", "su", "ko", "pe", "wi", "zu")]
-    docs = [Document(id=f"p{i}", text=f"Problem: {names[i]} has {i} apples. Solution: {i + 1}.",
-                     group=f"template-{i % 12}", answer={"question": f"q{i}", "answer": str(i + 1)})
-            for i in range(120)]
+    names = [
+        a + b
+        for a in ("ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kit", "lou")
+        for b in ("ra", "mo", "li", "ta", "ne", "su", "ko", "pe", "wi", "zu")
+    ]
+    docs = [
+        Document(
+            id=f"p{i}",
+            text=f"Problem: {names[i]} has {i} apples. Solution: {i + 1}.",
+            group=f"template-{i % 12}",
+            answer={"question": f"q{i}", "answer": str(i + 1)},
+        )
+        for i in range(120)
+    ]
     plan = dataclasses.replace(PLAN, math_eval=5, min_chars=10, max_samples_per_document=10)
     splits = build_splits("toy", docs, plan, seed=0)
     owner = {}
@@ -140,11 +173,17 @@ def test_whole_documents_keep_a_problem_with_its_solution_and_count_the_dropped(
     without its problem; kept whole, each sample is a complete document or nothing."""
     names = [a + b for a in ("ann", "bob", "cy", "dee", "eve") for b in ("ra", "mo", "li", "ta", "ne", "su")]
     solutions = {f"p{i}": f"Solution: {names[i]} counts {i} apples.\n\nSo the answer is {i}." for i in range(30)}
-    docs = [Document(id=doc_id, text=f"Problem: how many apples has {names[int(doc_id[1:])]}?\n\n{solution}"
-                     + ("\n\nA long aside that does not fit." * 8 if int(doc_id[1:]) % 5 == 0 else ""))
-            for doc_id, solution in solutions.items()]
-    plan = dataclasses.replace(PLAN, min_chars=10, max_chars=120, whole_documents=True, forget_requests=2,
-                               retain=4, holdout=2)
+    docs = [
+        Document(
+            id=doc_id,
+            text=f"Problem: how many apples has {names[int(doc_id[1:])]}?\n\n{solution}"
+            + ("\n\nA long aside that does not fit." * 8 if int(doc_id[1:]) % 5 == 0 else ""),
+        )
+        for doc_id, solution in solutions.items()
+    ]
+    plan = dataclasses.replace(
+        PLAN, min_chars=10, max_chars=120, whole_documents=True, forget_requests=2, retain=4, holdout=2
+    )
     splits = build_splits("toy", docs, plan, seed=0)
     kept = [r for split in data.FILLED for r in splits[split]]
     assert kept and all(r["text"].startswith("Problem:") and solutions[r["document"]] in r["text"] for r in kept)
@@ -158,12 +197,33 @@ def test_the_manifest_counts_the_documents_too_long_to_keep_whole(tmp_path):
     from reversibility.io import write_jsonl
 
     names = [a + b for a in ("ann", "bob", "cy", "dee", "eve", "fay") for b in ("ra", "mo", "li", "ta", "ne")]
-    rows = [{"question": f"What has {names[i % 30]}{'x' * (i // 30)}? " + "Think. " * (i % 3) * 10,
-             "answer": f"It is {2 * i}."} for i in range(60)]
+    rows = [
+        {
+            "question": f"What has {names[i % 30]}{'x' * (i // 30)}? " + "Think. " * (i % 3) * 10,
+            "answer": f"It is {2 * i}.",
+        }
+        for i in range(60)
+    ]
     write_jsonl(tmp_path / "rows.jsonl", rows)
-    spec = {"source": "json", "files": [str(tmp_path / "rows.jsonl")], "text": "Q: {question}\n\nA: {answer}",
-            "id_field": None, "group_field": None, "max_documents": None, "forget_requests": 2, "request_size": 2,
-            "retain": 4, "retain_eval": 2, "holdout": 2, "unseen": 2, "math_eval": 0, "max_samples_per_document": 1,
-            "min_chars": 10, "max_chars": 60, "background_chars": 1000, "whole_documents": True}
+    spec = {
+        "source": "json",
+        "files": [str(tmp_path / "rows.jsonl")],
+        "text": "Q: {question}\n\nA: {answer}",
+        "id_field": None,
+        "group_field": None,
+        "max_documents": None,
+        "forget_requests": 2,
+        "request_size": 2,
+        "retain": 4,
+        "retain_eval": 2,
+        "holdout": 2,
+        "unseen": 2,
+        "math_eval": 0,
+        "max_samples_per_document": 1,
+        "min_chars": 10,
+        "max_chars": 60,
+        "background_chars": 1000,
+        "whole_documents": True,
+    }
     manifest = data.prepare("rows", spec, 0, tmp_path / "out")
     assert manifest["dropped_documents"] == {"longer_than_max_chars": 40, "shorter_than_min_chars": 0}

@@ -1,10 +1,10 @@
 """The conda environments pin exactly the versions that pyproject.toml pins."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

@@ -44,54 +44,182 @@ def synthetic_tables():
     metrics, representations, histograms, requests, relearning, regimes = [], [], [], [], [], []
     recovery, quantization, prediction_cells, fisher, prediction = [], [], [], [], []
     for (method, n, lr), stage in itertools.product(cells, STAGES):
-        metrics.append(row(METRICS_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
-                           forget_accuracy=0.5, retain_accuracy=0.6, mia_loss_auc=0.9))
+        metrics.append(
+            row(
+                METRICS_COLUMNS,
+                method=method,
+                n_requests=n,
+                learning_rate=lr,
+                stage=stage,
+                forget_accuracy=0.5,
+                retain_accuracy=0.6,
+                mia_loss_auc=0.9,
+            )
+        )
     for (method, n, lr), stage in itertools.product(cells, ("unlearned", "relearned")):
         for index, layer in enumerate(LAYERS):
-            representations.append(row(REPRESENTATION_COLUMNS, method=method, n_requests=n, learning_rate=lr,
-                                        stage=stage, split="all", layer_index=index, layer=layer, cka=0.9,
-                                        pc1_cosine=0.8, normalised_pc1=0.5, normalised_pc2=-0.2))
+            representations.append(
+                row(
+                    REPRESENTATION_COLUMNS,
+                    method=method,
+                    n_requests=n,
+                    learning_rate=lr,
+                    stage=stage,
+                    split="all",
+                    layer_index=index,
+                    layer=layer,
+                    cka=0.9,
+                    pc1_cosine=0.8,
+                    normalised_pc1=0.5,
+                    normalised_pc2=-0.2,
+                )
+            )
         for layer in LAYERS[1:3]:
             for low in (1e-8, 1e-6, 1e-4):
-                histograms.append(row(HISTOGRAM_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
-                                      layer=layer, bin_low=low, bin_high=low * 100, count=5))
+                histograms.append(
+                    row(
+                        HISTOGRAM_COLUMNS,
+                        method=method,
+                        n_requests=n,
+                        learning_rate=lr,
+                        stage=stage,
+                        layer=layer,
+                        bin_low=low,
+                        bin_high=low * 100,
+                        count=5,
+                    )
+                )
             for sample_set in ("forget", "common"):
-                fisher.append(row(FISHER_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage,
-                                  sample_set=sample_set, layer=layer, js_distance=0.2, below_range_base=0.1,
-                                  below_range=0.25 if stage == "unlearned" else 0.5))
+                fisher.append(
+                    row(
+                        FISHER_COLUMNS,
+                        method=method,
+                        n_requests=n,
+                        learning_rate=lr,
+                        stage=stage,
+                        sample_set=sample_set,
+                        layer=layer,
+                        js_distance=0.2,
+                        below_range_base=0.1,
+                        below_range=0.25 if stage == "unlearned" else 0.5,
+                    )
+                )
     # The base model's histogram on each N's forgotten samples; the figure shows the largest N.
     for n, layer in itertools.product(NS, LAYERS[1:3]):
         for low in (1e-8, 1e-6, 1e-4):
-            histograms.append(row(HISTOGRAM_COLUMNS, n_requests=n, stage="base", layer=layer, bin_low=low,
-                                  bin_high=low * 100, count=7 if n == NS[-1] else 1 + 10 * (low == 1e-8)))
+            histograms.append(
+                row(
+                    HISTOGRAM_COLUMNS,
+                    n_requests=n,
+                    stage="base",
+                    layer=layer,
+                    bin_low=low,
+                    bin_high=low * 100,
+                    count=7 if n == NS[-1] else 1 + 10 * (low == 1e-8),
+                )
+            )
     for method, n, lr in cells:
         for request in range(1, int(n) + 1):
-            requests.append(row(REQUEST_COLUMNS, method=method, n_requests=n, learning_rate=lr, request=request,
-                                forget_seen_accuracy=0.3, retain_accuracy=0.5))
+            requests.append(
+                row(
+                    REQUEST_COLUMNS,
+                    method=method,
+                    n_requests=n,
+                    learning_rate=lr,
+                    request=request,
+                    forget_seen_accuracy=0.3,
+                    retain_accuracy=0.5,
+                )
+            )
         for step in (0, 4, 8):
-            relearning.append(row(RELEARNING_COLUMNS, method=method, n_requests=n, learning_rate=lr, step=step,
-                                  forget_accuracy=0.2 + step / 20, retain_accuracy=0.5))
-        regimes.append(row(REGIME_COLUMNS, method=method, n_requests=n, learning_rate=lr, damaged=n == "4",
-                           regime_paper="reversible, retain kept", regime_controlled="irreversible, retain kept"))
+            relearning.append(
+                row(
+                    RELEARNING_COLUMNS,
+                    method=method,
+                    n_requests=n,
+                    learning_rate=lr,
+                    step=step,
+                    forget_accuracy=0.2 + step / 20,
+                    retain_accuracy=0.5,
+                )
+            )
+        regimes.append(
+            row(
+                REGIME_COLUMNS,
+                method=method,
+                n_requests=n,
+                learning_rate=lr,
+                damaged=n == "4",
+                regime_paper="reversible, retain kept",
+                regime_controlled="irreversible, retain kept",
+            )
+        )
         for steps, relearn_lr in ((4, "0.0001"), (16, "0.0001"), (16, "0.001")):
-            recovery.append(row(RECOVERY_COLUMNS, method=method, n_requests=n, learning_rate=lr, relearn_steps=steps,
-                                relearn_learning_rate=relearn_lr, forget_gain=steps / 40,
-                                controlled_recovery=steps / 50, primary=steps == 16 and relearn_lr == "0.0001"))
+            recovery.append(
+                row(
+                    RECOVERY_COLUMNS,
+                    method=method,
+                    n_requests=n,
+                    learning_rate=lr,
+                    relearn_steps=steps,
+                    relearn_learning_rate=relearn_lr,
+                    forget_gain=steps / 40,
+                    controlled_recovery=steps / 50,
+                    primary=steps == 16 and relearn_lr == "0.0001",
+                )
+            )
         for bits in (8, 4):
-            quantization.append(row(QUANTIZATION_COLUMNS, method=method, n_requests=n, learning_rate=lr, bits=bits,
-                                    forget_gain=0.01 * (8 - bits), controlled_recovery=0.3))
-        prediction_cells.append(row(PREDICTION_CELL_COLUMNS, method=method, n_requests=n, learning_rate=lr,
-                                    mean_cka=float(lr) * 1000, mean_pca_distance=int(n) / 10, fisher_js=0.1,
-                                    forgetting=0.4, controlled_recovery_share=float(lr) * 500 + int(n) / 100,
-                                    forgotten=n == "4"))
+            quantization.append(
+                row(
+                    QUANTIZATION_COLUMNS,
+                    method=method,
+                    n_requests=n,
+                    learning_rate=lr,
+                    bits=bits,
+                    forget_gain=0.01 * (8 - bits),
+                    controlled_recovery=0.3,
+                )
+            )
+        prediction_cells.append(
+            row(
+                PREDICTION_CELL_COLUMNS,
+                method=method,
+                n_requests=n,
+                learning_rate=lr,
+                mean_cka=float(lr) * 1000,
+                mean_pca_distance=int(n) / 10,
+                fisher_js=0.1,
+                forgetting=0.4,
+                controlled_recovery_share=float(lr) * 500 + int(n) / 100,
+                forgotten=n == "4",
+            )
+        )
     # Numbers no recomputation from the cells above would give: the figure must read them.
     for k, (cell_set, predictor) in enumerate(itertools.product(CELL_SETS, PREDICTORS)):
-        prediction.append(row(PREDICTION_COLUMNS, cell_set=cell_set, diagnostic=predictor, spearman=0.1 + k / 100,
-                              low=-0.5, high=0.75, cells=4 if cell_set == "forgotten" else 8))
-    return {"metrics": metrics, "representations": representations, "fisher_histograms": histograms,
-            "fisher": fisher, "requests": requests, "relearning": relearning, "regimes": regimes,
-            "recovery": recovery, "quantization": quantization, "prediction_cells": prediction_cells,
-            "prediction": prediction}
+        prediction.append(
+            row(
+                PREDICTION_COLUMNS,
+                cell_set=cell_set,
+                diagnostic=predictor,
+                spearman=0.1 + k / 100,
+                low=-0.5,
+                high=0.75,
+                cells=4 if cell_set == "forgotten" else 8,
+            )
+        )
+    return {
+        "metrics": metrics,
+        "representations": representations,
+        "fisher_histograms": histograms,
+        "fisher": fisher,
+        "requests": requests,
+        "relearning": relearning,
+        "regimes": regimes,
+        "recovery": recovery,
+        "quantization": quantization,
+        "prediction_cells": prediction_cells,
+        "prediction": prediction,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +242,13 @@ def test_panels_follow_the_grid(drawn):
     assert counts["accuracy_trajectory"] == panels
     assert counts["cka_per_layer"] == panels and counts["pca_similarity"] == panels
     assert counts["relearning_curves"] == panels
-    assert counts["request_curves"] == len(LRS)            # only N > 1 has a curve over requests
-    assert counts["single_unlearning"] == 3                # MIA, F.Acc, R.Acc
-    assert counts["continual_heatmaps"] == len(METHODS) * 4 + 1   # + the colour bar
+    assert counts["request_curves"] == len(LRS)  # only N > 1 has a curve over requests
+    assert counts["single_unlearning"] == 3  # MIA, F.Acc, R.Acc
+    assert counts["continual_heatmaps"] == len(METHODS) * 4 + 1  # + the colour bar
     assert counts["fisher_histograms"] == len(METHODS) * len(LRS)
     assert counts["recovery_budgets"] == panels and counts["quantization_reversal"] == panels
-    assert counts["prediction_scatter"] == 4              # one panel per predictor
-    assert counts["regime_map"] == 2                       # the paper's view and the controlled one
+    assert counts["prediction_scatter"] == 4  # one panel per predictor
+    assert counts["regime_map"] == 2  # the paper's view and the controlled one
 
 
 @pytest.fixture
@@ -131,8 +259,17 @@ def kept(monkeypatch):
     original = frame.save
 
     def keep(fig, stem):
-        figures_seen.append([(ax, [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [],
-                              [t.get_text() for t in ax.texts], ax.get_title()) for ax in fig.axes])
+        figures_seen.append(
+            [
+                (
+                    ax,
+                    [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [],
+                    [t.get_text() for t in ax.texts],
+                    ax.get_title(),
+                )
+                for ax in fig.axes
+            ]
+        )
         return original(fig, stem)
 
     for module in (frame, token_figures, layer_figures, recovery_figures):
@@ -147,7 +284,7 @@ def test_per_layer_curves_have_one_series_per_method_and_stage(tmp_path, kept):
 
 def test_the_regime_map_shows_the_paper_view_beside_the_controlled_one(tmp_path, kept):
     assert token_figures.regime_map(synthetic_tables()["regimes"], tmp_path / "regimes") == 2
-    (paper, controlled), = kept
+    ((paper, controlled),) = kept
     assert paper[3].startswith("paper") and controlled[3].startswith("controlled")
     cells = len(METHODS) * len(NS) * len(LRS)
     assert sum(t.startswith("reversible\nretain kept") for t in paper[2]) == cells
@@ -200,19 +337,40 @@ def test_an_unlisted_methods_colour_is_the_same_in_every_process():
     import sys
 
     code = "from reversibility.figures.frame import colour; print(colour('my_new_method'))"
-    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3)
+    }
     assert len(seen) == 1
     plt.close("all")
 
 
 def test_the_benchmark_figure_has_one_panel_per_benchmark_and_bars_per_stage(tmp_path):
-    rows = [row(BENCHMARK_COLUMNS, method=method, n_requests=n, learning_rate=lr, stage=stage, benchmark=name,
-                answer_style=style, problems=8, accuracy=0.25)
-            for method, n, lr in itertools.product(METHODS, NS, LRS) for stage in STAGES
-            for name, style in (("gsm8k", "gsm8k"), ("math500", "math"))]
+    rows = [
+        row(
+            BENCHMARK_COLUMNS,
+            method=method,
+            n_requests=n,
+            learning_rate=lr,
+            stage=stage,
+            benchmark=name,
+            answer_style=style,
+            problems=8,
+            accuracy=0.25,
+        )
+        for method, n, lr in itertools.product(METHODS, NS, LRS)
+        for stage in STAGES
+        for name, style in (("gsm8k", "gsm8k"), ("math500", "math"))
+    ]
     assert figures.draw_all({"benchmarks": rows}, "tiny", "toy", tmp_path, needs_benchmarks=True) == {
-        "benchmark_accuracy": 2}
+        "benchmark_accuracy": 2
+    }
     assert (tmp_path / "benchmark_accuracy.png").read_bytes().startswith(b"\x89PNG")
     plt.close("all")
 
@@ -240,9 +398,11 @@ def test_the_registry_loads_without_matplotlib_or_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from reversibility.figures import FIGURES, per_experiment, tables_read; "
-            "per_experiment(True); tables_read(False); "
-            "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))")
+    code = (
+        "import sys; from reversibility.figures import FIGURES, per_experiment, tables_read; "
+        "per_experiment(True); tables_read(False); "
+        "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 

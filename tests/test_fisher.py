@@ -3,12 +3,25 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from reversibility.fisher import (BINS, decoder_layer_paths, diagonal_fisher, fisher_prefixes, histogram_distance,
-                                  layer_parameters, loop_fisher, summarise)
+from reversibility.fisher import (
+    BINS,
+    decoder_layer_paths,
+    diagonal_fisher,
+    fisher_prefixes,
+    histogram_distance,
+    layer_parameters,
+    loop_fisher,
+    summarise,
+)
 from reversibility.tokenization import encode
 
-TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]",
-         "import os\nprint(os.sep)", "while True:\n    break"]
+TEXTS = [
+    "def add(a, b):\n    return a + b",
+    "class Point:\n    pass",
+    "x = [i for i in range(3)]",
+    "import os\nprint(os.sep)",
+    "while True:\n    break",
+]
 
 
 def test_vectorised_fisher_equals_a_per_sample_loop(tiny_model, tiny_tokenizer, device):
@@ -29,7 +42,7 @@ def test_blocks_of_samples_that_split_a_chunk_give_the_same_fisher(tiny_model, t
     sequences = encode(tiny_tokenizer, TEXTS, 24)
     layers = decoder_layer_paths(tiny_model)
     slow = loop_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers)
-    monkeypatch.setattr(reversibility.fisher, "_block_rows", lambda device, weight_size: 2)   # 5 = 2 + 2 + 1
+    monkeypatch.setattr(reversibility.fisher, "_block_rows", lambda device, weight_size: 2)  # 5 = 2 + 2 + 1
     fast = diagonal_fisher(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, chunk_size=5)
     for path in layers:
         for name in fast[path]:
@@ -48,8 +61,15 @@ def test_padding_a_sample_changes_no_fisher_value(tiny_model, tiny_tokenizer, de
             torch.testing.assert_close(value, (alone[path][name] + long_alone[path][name]) / 2, rtol=1e-5, atol=1e-12)
 
 
-MORE_TEXTS = TEXTS + ["for k in d:\n    print(k)", "y = {'a': 1}", "def g():\n    yield 2", "s = 'abc'.upper()",
-                     "try:\n    pass\nexcept Exception:\n    raise", "z = lambda t: t * t", "assert 1 + 1 == 2"]
+MORE_TEXTS = TEXTS + [
+    "for k in d:\n    print(k)",
+    "y = {'a': 1}",
+    "def g():\n    yield 2",
+    "s = 'abc'.upper()",
+    "try:\n    pass\nexcept Exception:\n    raise",
+    "z = lambda t: t * t",
+    "assert 1 + 1 == 2",
+]
 
 
 def test_fisher_on_each_prefix_equals_a_per_sample_loop_on_it(tiny_model, tiny_tokenizer, device):
@@ -57,14 +77,14 @@ def test_fisher_on_each_prefix_equals_a_per_sample_loop_on_it(tiny_model, tiny_t
     sequences = encode(tiny_tokenizer, MORE_TEXTS, 24)
     layers = decoder_layer_paths(tiny_model)
     chunks = []
-    hook = tiny_model.register_forward_hook(lambda _m, args, kwargs, _out: chunks.append(len(kwargs["input_ids"])),
-                                            with_kwargs=True)
+    hook = tiny_model.register_forward_hook(
+        lambda _m, args, kwargs, _out: chunks.append(len(kwargs["input_ids"])), with_kwargs=True
+    )
     try:
-        prefixes = fisher_prefixes(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, [11, 3, 8],
-                                   chunk_size=4)
+        prefixes = fisher_prefixes(tiny_model, sequences, tiny_tokenizer.pad_token_id, layers, [11, 3, 8], chunk_size=4)
     finally:
         hook.remove()
-    assert chunks == [3, 4, 1, 3]         # one pass over 11 of the 12 samples, chunks cut at 3, 8 and 11
+    assert chunks == [3, 4, 1, 3]  # one pass over 11 of the 12 samples, chunks cut at 3, 8 and 11
     assert sorted(prefixes) == [3, 8, 11]
     for count, fisher in prefixes.items():
         slow = loop_fisher(tiny_model, sequences[:count], tiny_tokenizer.pad_token_id, layers)
@@ -103,8 +123,14 @@ def test_fisher_on_a_gpu_equals_the_fisher_on_the_cpu(tiny_model, tiny_tokenizer
 def test_layers_own_their_parameters_by_exact_path(tiny_tokenizer):
     from reversibility.models import build_scratch_model
 
-    spec = {"architecture": "llama", "hidden_size": 8, "intermediate_size": 8, "num_layers": 12, "num_heads": 2,
-            "max_length": 16}
+    spec = {
+        "architecture": "llama",
+        "hidden_size": 8,
+        "intermediate_size": 8,
+        "num_layers": 12,
+        "num_heads": 2,
+        "max_length": 16,
+    }
     model = build_scratch_model(spec, tiny_tokenizer, seed=0)
     names = list(layer_parameters(model, "model.layers.1"))
     assert names and all(name.startswith("model.layers.1.") for name in names)
@@ -136,9 +162,10 @@ def test_position_zero_features_are_degenerate_under_causal_attention(tiny_model
     from reversibility.representations import linear_cka
 
     sequences = encode(tiny_tokenizer, TEXTS, 24)
-    captured = capture_split(tiny_model, sequences, tiny_tokenizer.pad_token_id, 8, "mean", 24, "cpu",
-                             keep_states=len(sequences))
-    last_layer = captured["states"][-2]                 # [n, T, hidden] of the last decoder layer
+    captured = capture_split(
+        tiny_model, sequences, tiny_tokenizer.pad_token_id, 8, "mean", 24, "cpu", keep_states=len(sequences)
+    )
+    last_layer = captured["states"][-2]  # [n, T, hidden] of the last decoder layer
     position_zero = last_layer[:, 0, :]
     assert np.ptp(position_zero, axis=0).max() < 1e-5
     assert np.isnan(linear_cka(position_zero, position_zero + 1e-9))

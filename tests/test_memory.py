@@ -34,16 +34,16 @@ import torch.nn.functional as F
 
 from reversibility.memory import PUBLISHED_SHAPES, ModelShape, format_gib, published_table, training_memory
 
-TOLERANCE = 0.05             # |formula / measured - 1| for whole-step peaks
-PER_TOKEN_TOLERANCE = 0.02   # the same for the bytes each extra token costs
-MEASURING_THREADS = 2        # per-thread scratch buffers (CPU flash attention) scale with threads
+TOLERANCE = 0.05  # |formula / measured - 1| for whole-step peaks
+PER_TOKEN_TOLERANCE = 0.02  # the same for the bytes each extra token costs
+MEASURING_THREADS = 2  # per-thread scratch buffers (CPU flash attention) scale with threads
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 QWEN25_7B, YI_6B = PUBLISHED_SHAPES["Qwen2.5-7B"], PUBLISHED_SHAPES["Yi-6B"]
 
 
-
 # --------------------------------------------------------------------------- static parts
+
 
 def test_parameter_count_of_published_models():
     # Qwen2.5-7B: 28 x (q 3584^2 + k, v 3584 x 512 + o 3584^2 + MLP 3 x 3584 x 18944
@@ -60,10 +60,18 @@ def test_parameter_count_of_published_models():
 def test_parameter_count_matches_a_built_model(family, tied):
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM),
-                                 "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[family]
-    config = config_class(hidden_size=64, intermediate_size=176, num_hidden_layers=3, num_attention_heads=4,
-                          num_key_value_heads=2, vocab_size=500, tie_word_embeddings=tied)
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[
+        family
+    ]
+    config = config_class(
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=500,
+        tie_word_embeddings=tied,
+    )
     model = model_class(config)
     shape = ModelShape.from_config(config)
     assert shape.attention_bias == (family == "qwen2")
@@ -77,10 +85,10 @@ def test_static_parts_of_yi_6b_by_hand():
     """Full fine-tuning under bfloat16 autocast: 4 + 4 + 8 (+ 4 while stepping) bytes per weight,
     2 per matmul weight for autocast's copies, 2 per weight for a bfloat16 reference."""
     p = 6_061_035_520
-    matmul = p - 64000 * 4096 - (2 * 32 + 1) * 4096         # all but the input embedding and norms
+    matmul = p - 64000 * 4096 - (2 * 32 + 1) * 4096  # all but the input embedding and norms
     parts = training_memory(YI_6B, batch=8, seq=512, compute_bytes=2, reference=True, fused_optimizer=False)
     assert parts["weights"] == parts["gradients"] == parts["optimiser_step"] == 4 * p
-    assert training_memory(YI_6B, batch=8, seq=512, compute_bytes=2)["optimiser_step"] == 0   # fused AdamW
+    assert training_memory(YI_6B, batch=8, seq=512, compute_bytes=2)["optimiser_step"] == 0  # fused AdamW
     assert parts["optimiser"] == 8 * p
     assert parts["weight_cast_cache"] == 2 * matmul
     assert parts["reference"] == 2 * p
@@ -108,18 +116,20 @@ def test_sharded_parts_of_yi_6b_by_hand():
     """Over 4 processes: a quarter of the weights, gradients, AdamW state and reference, the
     activations and logits of 2 of the 8 sequences, autocast's copies whole, and the gathered
     float32 weights outside the layers and of three layers' worth (+ bf16 for the reference)."""
-    p, h, i = 6_061_035_520, 4096, 11008
+    h, i = 4096, 11008
     layer = 2 * h * h + 2 * h * 512 + 3 * h * i + 2 * h
     outer = 2 * 64000 * h + h
     assert YI_6B.layer_parameters == layer and YI_6B.outer_parameters == outer
     whole = training_memory(YI_6B, batch=8, seq=512, compute_bytes=2, reference=True, gradient_checkpointing=True)
-    sharded = training_memory(YI_6B, batch=8, seq=512, compute_bytes=2, reference=True, gradient_checkpointing=True,
-                              processes=4)
+    sharded = training_memory(
+        YI_6B, batch=8, seq=512, compute_bytes=2, reference=True, gradient_checkpointing=True, processes=4
+    )
     for part in ("weights", "gradients", "optimiser", "reference"):
         assert sharded[part] == whole[part] / 4, part
     assert sharded["weight_cast_cache"] == whole["weight_cast_cache"]
-    two_sequences = training_memory(YI_6B, batch=2, seq=512, compute_bytes=2, reference=True,
-                                    gradient_checkpointing=True)
+    two_sequences = training_memory(
+        YI_6B, batch=2, seq=512, compute_bytes=2, reference=True, gradient_checkpointing=True
+    )
     assert sharded["activations"] == two_sequences["activations"] and sharded["logits"] == two_sequences["logits"]
     assert sharded["gathered"] == 4 * (outer + 3 * layer) + 2 * (outer + 2 * layer)
     assert whole["gathered"] == 0
@@ -132,11 +142,13 @@ def test_sharded_parts_of_yi_6b_by_hand():
 def test_formula_is_torch_free_at_import():
     import reversibility.memory
 
-    code = ("import importlib.util, sys\n"
-            f"spec = importlib.util.spec_from_file_location('memory', {reversibility.memory.__file__!r})\n"
-            "module = sys.modules['memory'] = importlib.util.module_from_spec(spec)\n"
-            "spec.loader.exec_module(module)\n"
-            "sys.exit('torch' in sys.modules)")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('memory', {reversibility.memory.__file__!r})\n"
+        "module = sys.modules['memory'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -150,21 +162,35 @@ def test_published_table_in_gib():
 
 # --------------------------------------------------------------------------- measured peaks
 
+
 def small_config(**overrides):
     from transformers import LlamaConfig
 
-    sizes = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=4096, max_position_embeddings=512,
-                 attn_implementation="sdpa")
+    sizes = dict(
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=4096,
+        max_position_embeddings=512,
+        attn_implementation="sdpa",
+    )
     return LlamaConfig(**{**sizes, **overrides})
 
 
 # Regimes where logits, layer activations, or weights and optimiser dominate the peak.
 LOGITS_HEAVY = dict(config=dict(), batch=4, seq=256)
-ACTIVATIONS_HEAVY = dict(config=dict(hidden_size=256, intermediate_size=688, num_hidden_layers=8,
-                                     num_attention_heads=8, vocab_size=2048), batch=4, seq=256)
-WEIGHTS_HEAVY = dict(config=dict(hidden_size=256, intermediate_size=688, num_attention_heads=8,
-                                 num_key_value_heads=8, vocab_size=8192), batch=1, seq=64)
+ACTIVATIONS_HEAVY = dict(
+    config=dict(hidden_size=256, intermediate_size=688, num_hidden_layers=8, num_attention_heads=8, vocab_size=2048),
+    batch=4,
+    seq=256,
+)
+WEIGHTS_HEAVY = dict(
+    config=dict(hidden_size=256, intermediate_size=688, num_attention_heads=8, num_key_value_heads=8, vocab_size=8192),
+    batch=1,
+    seq=64,
+)
 # Many thin layers, a small vocabulary and long sequences: with checkpointing, the kept layer
 # inputs and the recomputed layer (or the logits) still outweigh the optimiser step.
 DEEP = dict(config=dict(intermediate_size=344, num_hidden_layers=12, vocab_size=512), batch=4, seq=512)
@@ -173,8 +199,9 @@ DEEP = dict(config=dict(intermediate_size=344, num_hidden_layers=12, vocab_size=
 def with_lora(model, rank: int):
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS,
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+    )
     return get_peft_model(model, config)
 
 
@@ -186,7 +213,7 @@ def build(config, compute: torch.dtype, lora_rank: int | None, reference: bool, 
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     if lora_rank is not None:
-        model = with_lora(model.to(compute), lora_rank)    # peft keeps the adapter float32
+        model = with_lora(model.to(compute), lora_rank)  # peft keeps the adapter float32
     frozen = None
     if reference:
         frozen = LlamaForCausalLM(config).to(compute).eval().requires_grad_(False)
@@ -220,8 +247,12 @@ def loss_of(model, reference, batches):
 
 
 def storage_bytes(*modules) -> int:
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-                for m in modules if m is not None for t in [*m.parameters(), *m.buffers()]}
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+        for m in modules
+        if m is not None
+        for t in [*m.parameters(), *m.buffers()]
+    }
     return sum(storages.values())
 
 
@@ -246,13 +277,25 @@ def replayed_peak(prof) -> int:
     return peak
 
 
-def measured_peak(config, batch: int, seq: int, compute: torch.dtype, *, lora_rank=None,
-                  reference=False, checkpointing=False, forward_passes=1, fused=False, steps=2) -> int:
+def measured_peak(
+    config,
+    batch: int,
+    seq: int,
+    compute: torch.dtype,
+    *,
+    lora_rank=None,
+    reference=False,
+    checkpointing=False,
+    forward_passes=1,
+    fused=False,
+    steps=2,
+) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(MEASURING_THREADS)
     try:
-        return _measured_peak(config, batch, seq, compute, lora_rank, reference, checkpointing,
-                              forward_passes, fused, steps)
+        return _measured_peak(
+            config, batch, seq, compute, lora_rank, reference, checkpointing, forward_passes, fused, steps
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -268,8 +311,9 @@ def _measured_peak(config, batch, seq, compute, lora_rank, reference, checkpoint
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         optimizer = torch.optim.AdamW(params, lr=1e-4, **({"fused": True} if fused else {"foreach": True}))
         for _ in range(steps):
-            batches = [torch.randint(config.vocab_size, (batch, seq), generator=generator)
-                       for _ in range(forward_passes)]
+            batches = [
+                torch.randint(config.vocab_size, (batch, seq), generator=generator) for _ in range(forward_passes)
+            ]
             optimizer.zero_grad(set_to_none=True)
             with autocast():
                 loss = loss_of(model, frozen, batches)
@@ -280,12 +324,20 @@ def _measured_peak(config, batch, seq, compute, lora_rank, reference, checkpoint
     return before + replayed_peak(prof)
 
 
-def estimated_peak(config, batch, seq, compute, *, lora_rank=None, reference=False, checkpointing=False,
-                   forward_passes=1, fused=False) -> int:
-    return training_memory(ModelShape.from_config(config), batch=batch, seq=seq,
-                           compute_bytes=torch.finfo(compute).bits // 8, lora_rank=lora_rank,
-                           reference=reference, gradient_checkpointing=checkpointing,
-                           forward_passes=forward_passes, fused_optimizer=fused)["total"]
+def estimated_peak(
+    config, batch, seq, compute, *, lora_rank=None, reference=False, checkpointing=False, forward_passes=1, fused=False
+) -> int:
+    return training_memory(
+        ModelShape.from_config(config),
+        batch=batch,
+        seq=seq,
+        compute_bytes=torch.finfo(compute).bits // 8,
+        lora_rank=lora_rank,
+        reference=reference,
+        gradient_checkpointing=checkpointing,
+        forward_passes=forward_passes,
+        fused_optimizer=fused,
+    )["total"]
 
 
 FP32, BF16 = torch.float32, torch.bfloat16
@@ -328,7 +380,8 @@ def test_formula_matches_measured_peak(case):
     measured = measured_once(regime, regime["batch"], compute, **options)
     estimated = estimated_peak(config, regime["batch"], regime["seq"], compute, **options)
     assert estimated / measured == pytest.approx(1.0, abs=TOLERANCE), (
-        f"{case}: formula {estimated / 2**20:.1f} MiB, measured {measured / 2**20:.1f} MiB")
+        f"{case}: formula {estimated / 2**20:.1f} MiB, measured {measured / 2**20:.1f} MiB"
+    )
 
 
 # Regimes where the start of backward is the peak at both batch sizes (where the optimiser step
@@ -356,7 +409,8 @@ def test_checkpointing_lowers_the_peak_measured_and_estimated():
     regime = DEEP
     config = small_config(**regime["config"])
     measured = {flag: measured_once(regime, regime["batch"], BF16, checkpointing=flag) for flag in (False, True)}
-    estimated = {flag: estimated_peak(config, regime["batch"], regime["seq"], BF16, checkpointing=flag)
-                 for flag in (False, True)}
+    estimated = {
+        flag: estimated_peak(config, regime["batch"], regime["seq"], BF16, checkpointing=flag) for flag in (False, True)
+    }
     assert measured[True] < 0.5 * measured[False]
     assert estimated[True] < 0.5 * estimated[False]

@@ -19,8 +19,9 @@ TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i f
 def test_mean_nll_ignores_padding(tiny_model, tiny_tokenizer):
     alone = batch_of(tiny_tokenizer, TEXTS[1:2])
     padded = batch_of(tiny_tokenizer, TEXTS[1:2] + ["y = " + "1 + " * 10])  # forces padding on row 0
-    first_row_only = collate([padded.input_ids[0][padded.attention_mask[0].bool()].tolist()],
-                             tiny_tokenizer.pad_token_id)
+    first_row_only = collate(
+        [padded.input_ids[0][padded.attention_mask[0].bool()].tolist()], tiny_tokenizer.pad_token_id
+    )
     assert padded.input_ids.shape[1] > alone.input_ids.shape[1]
     # The padded row's own loss equals the unpadded loss: pads add no target.
     with torch.no_grad():
@@ -131,10 +132,15 @@ TARGET_P = [[0.5, 0.8], [0.2]]
 
 # --------------------------------------------------------------------------- by hand, in floats
 
+
 def real_targets(input_ids, attention_mask):
     """(row, position, token) of each real next-token target: position t predicts token t + 1."""
-    return [(row, t, ids[t + 1]) for row, (ids, mask) in enumerate(zip(input_ids, attention_mask))
-            for t in range(len(ids) - 1) if mask[t + 1]]
+    return [
+        (row, t, ids[t + 1])
+        for row, (ids, mask) in enumerate(zip(input_ids, attention_mask))
+        for t in range(len(ids) - 1)
+        if mask[t + 1]
+    ]
 
 
 def hand_cross_entropy(input_ids, attention_mask):
@@ -145,8 +151,9 @@ def hand_cross_entropy(input_ids, attention_mask):
 def hand_kl(input_ids, attention_mask):
     """KL(p_ref || p_model) averaged over the real target positions."""
     positions = [(row, t) for row, t, _ in real_targets(input_ids, attention_mask)]
-    return sum(sum(q * math.log(q / p) for q, p in zip(REFERENCE_P[row][t], MODEL_P[row][t]))
-               for row, t in positions) / len(positions)
+    return sum(
+        sum(q * math.log(q / p) for q, p in zip(REFERENCE_P[row][t], MODEL_P[row][t])) for row, t in positions
+    ) / len(positions)
 
 
 def hand_sequence_logprobs(table, input_ids, attention_mask):
@@ -197,7 +204,7 @@ def test_the_hand_worked_tables_read_as_documented():
     forget_p = [MODEL_P[row][t][token] for row, t, token in real_targets(FORGET_IDS, FORGET_MASK)]
     assert forget_p == TARGET_P[0] + TARGET_P[1]
     assert real_targets(RETAIN_IDS, RETAIN_MASK) == [(0, 0, 2), (1, 0, 1), (1, 1, 1)]
-    assert hand_kl(RETAIN_IDS, RETAIN_MASK) > 0.05         # the model is not its reference there
+    assert hand_kl(RETAIN_IDS, RETAIN_MASK) > 0.05  # the model is not its reference there
 
 
 def test_retain_terms_by_hand():
@@ -225,9 +232,9 @@ def test_rlabel_by_hand_on_its_own_draw():
     from reversibility.methods import random_labels
 
     torch.manual_seed(7)
-    drawn = torch.randint(3, (2, 3)).tolist()      # the draw RLabel makes: labels' shape, vocabulary 3
+    drawn = torch.randint(3, (2, 3)).tolist()  # the draw RLabel makes: labels' shape, vocabulary 3
     targets = [(row, t, drawn[row][t + 1]) for row, t, _ in real_targets(FORGET_IDS, FORGET_MASK)]
-    assert targets != real_targets(FORGET_IDS, FORGET_MASK)     # a draw unlike fine-tuning's labels
+    assert targets != real_targets(FORGET_IDS, FORGET_MASK)  # a draw unlike fine-tuning's labels
     expected = sum(-math.log(MODEL_P[row][t][token]) for row, t, token in targets) / len(targets)
 
     torch.manual_seed(7)

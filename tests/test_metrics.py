@@ -7,9 +7,11 @@ from reversibility.metrics import auc, loss_attack, sample_loss, split_metrics
 
 
 def test_accuracy_and_loss_count_real_targets_only():
-    stats = {"mask": np.array([[1, 1, 0], [1, 0, 0]], dtype=bool),
-             "correct": np.array([[1, 0, 1], [1, 1, 1]], dtype=bool),
-             "logprob": np.log(np.array([[0.5, 0.25, 1.0], [0.5, 1.0, 1.0]]))}
+    stats = {
+        "mask": np.array([[1, 1, 0], [1, 0, 0]], dtype=bool),
+        "correct": np.array([[1, 0, 1], [1, 1, 1]], dtype=bool),
+        "logprob": np.log(np.array([[0.5, 0.25, 1.0], [0.5, 1.0, 1.0]])),
+    }
     result = split_metrics(stats)
     assert result["accuracy"] == pytest.approx(2 / 3)
     assert result["loss"] == pytest.approx(-(np.log(0.5) * 2 + np.log(0.25)) / 3)
@@ -33,18 +35,24 @@ def test_loss_attack_scores_lower_loss_as_member():
 
 def stats_of(logprobs, mask=None, mu=None, sigma=None):
     logprobs = np.asarray(logprobs, float)
-    return {"logprob": logprobs, "mask": np.ones_like(logprobs, bool) if mask is None else np.asarray(mask, bool),
-            "correct": np.zeros_like(logprobs, bool),
-            "mu": np.zeros_like(logprobs) if mu is None else np.asarray(mu, float),
-            "sigma": np.ones_like(logprobs) if sigma is None else np.asarray(sigma, float)}
+    return {
+        "logprob": logprobs,
+        "mask": np.ones_like(logprobs, bool) if mask is None else np.asarray(mask, bool),
+        "correct": np.zeros_like(logprobs, bool),
+        "mu": np.zeros_like(logprobs) if mu is None else np.asarray(mu, float),
+        "sigma": np.ones_like(logprobs) if sigma is None else np.asarray(sigma, float),
+    }
 
 
 def test_mia_scores_by_hand():
     from reversibility.metrics import loss_score, min_k_plus_plus_score, min_k_score, zlib_score
 
-    stats = stats_of([[-1.0, -2.0, -3.0, -4.0, -10.0], [-1.0, -1.0, -1.0, -1.0, -1.0]],
-                     mask=[[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
-                     mu=[[-1.0] * 5, [-2.0] * 5], sigma=[[2.0] * 5, [0.5] * 5])
+    stats = stats_of(
+        [[-1.0, -2.0, -3.0, -4.0, -10.0], [-1.0, -1.0, -1.0, -1.0, -1.0]],
+        mask=[[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
+        mu=[[-1.0] * 5, [-2.0] * 5],
+        sigma=[[2.0] * 5, [0.5] * 5],
+    )
     np.testing.assert_allclose(loss_score(stats), [-4.0, -1.0])
     np.testing.assert_allclose(zlib_score(stats, zlib_bytes=np.array([8, 2])), [-0.5, -0.5])
     # k = 40%: the lowest 2 of 5 tokens of row 0; ceil(0.4 * 3) = 2 of row 1's 3 real tokens.
@@ -56,8 +64,10 @@ def test_mia_scores_by_hand():
 def test_per_sequence_accuracy_weighs_samples_equally():
     from reversibility.metrics import per_sequence_accuracy
 
-    stats = {"mask": np.array([[1, 1, 1, 1], [1, 0, 0, 0]], bool),
-             "correct": np.array([[1, 1, 1, 1], [0, 0, 0, 0]], bool)}
+    stats = {
+        "mask": np.array([[1, 1, 1, 1], [1, 0, 0, 0]], bool),
+        "correct": np.array([[1, 1, 1, 1], [0, 0, 0, 0]], bool),
+    }
     assert per_sequence_accuracy(stats) == pytest.approx(0.5)
     assert split_metrics({**stats, "logprob": np.zeros((2, 4))})["accuracy"] == pytest.approx(0.8)
 
@@ -77,31 +87,50 @@ def outcome(**changes):
     """Base F.Acc 0.6 against 0.2 on never-seen samples: a memorisation gap of 0.4. Unlearning
     forgets all of it; the matched budget brings 0.35 back raw (0.875 of the gap above the
     never-seen level), 0.34 beyond its control (0.85)."""
-    values = {"forget_base": 0.6, "never_seen": 0.2, "forget_unlearned": 0.2, "forget_relearned_matched": 0.55,
-              "forget_gain_matched": 0.35, "controlled_recovery_matched": 0.34, "retain_base": 0.6,
-              "retain_unlearned": 0.55}
+    values = {
+        "forget_base": 0.6,
+        "never_seen": 0.2,
+        "forget_unlearned": 0.2,
+        "forget_relearned_matched": 0.55,
+        "forget_gain_matched": 0.35,
+        "controlled_recovery_matched": 0.34,
+        "retain_base": 0.6,
+        "retain_unlearned": 0.55,
+    }
     return {**values, **changes}
 
 
-@pytest.mark.parametrize("changes, paper, controlled", [
-    # Forgetting (0.6 - 0.5) / 0.4 = 0.25 < 0.5.
-    ({"forget_unlearned": 0.5}, "not forgotten", "not forgotten"),
-    ({}, "reversible, retain kept", "reversible, retain kept"),
-    # R.Acc 0.2 < 0.5 x 0.6.
-    ({"retain_unlearned": 0.2}, "reversible, catastrophic", "reversible, catastrophic"),
-    # Raw: (0.3 - 0.2) / 0.4 = 0.25; controlled: 0.05 / 0.4 = 0.125.
-    ({"forget_relearned_matched": 0.3, "forget_gain_matched": 0.1, "controlled_recovery_matched": 0.05},
-     "irreversible, retain kept", "irreversible, retain kept"),
-    ({"forget_relearned_matched": 0.3, "controlled_recovery_matched": 0.05, "retain_unlearned": 0.0},
-     "irreversible, catastrophic", "irreversible, catastrophic"),
-    # The paper's view sees (0.5 - 0.2) / 0.4 = 0.75 come back; beyond the control only 0.15 / 0.4.
-    ({"forget_relearned_matched": 0.5, "controlled_recovery_matched": 0.15},
-     "reversible, retain kept", "irreversible, retain kept"),
-    ({"forget_unlearned": None}, "undetermined", "undetermined"),
-    ({"controlled_recovery_matched": float("nan")}, "reversible, retain kept", "undetermined"),
-    ({"never_seen": 0.6}, "no memorisation gap", "no memorisation gap"),
-    ({"never_seen": 0.7, "forget_unlearned": 0.0}, "no memorisation gap", "no memorisation gap"),
-])
+@pytest.mark.parametrize(
+    "changes, paper, controlled",
+    [
+        # Forgetting (0.6 - 0.5) / 0.4 = 0.25 < 0.5.
+        ({"forget_unlearned": 0.5}, "not forgotten", "not forgotten"),
+        ({}, "reversible, retain kept", "reversible, retain kept"),
+        # R.Acc 0.2 < 0.5 x 0.6.
+        ({"retain_unlearned": 0.2}, "reversible, catastrophic", "reversible, catastrophic"),
+        # Raw: (0.3 - 0.2) / 0.4 = 0.25; controlled: 0.05 / 0.4 = 0.125.
+        (
+            {"forget_relearned_matched": 0.3, "forget_gain_matched": 0.1, "controlled_recovery_matched": 0.05},
+            "irreversible, retain kept",
+            "irreversible, retain kept",
+        ),
+        (
+            {"forget_relearned_matched": 0.3, "controlled_recovery_matched": 0.05, "retain_unlearned": 0.0},
+            "irreversible, catastrophic",
+            "irreversible, catastrophic",
+        ),
+        # The paper's view sees (0.5 - 0.2) / 0.4 = 0.75 come back; beyond the control only 0.15 / 0.4.
+        (
+            {"forget_relearned_matched": 0.5, "controlled_recovery_matched": 0.15},
+            "reversible, retain kept",
+            "irreversible, retain kept",
+        ),
+        ({"forget_unlearned": None}, "undetermined", "undetermined"),
+        ({"controlled_recovery_matched": float("nan")}, "reversible, retain kept", "undetermined"),
+        ({"never_seen": 0.6}, "no memorisation gap", "no memorisation gap"),
+        ({"never_seen": 0.7, "forget_unlearned": 0.0}, "no memorisation gap", "no memorisation gap"),
+    ],
+)
 def test_regimes_in_the_paper_and_the_controlled_view_by_hand(changes, paper, controlled):
     from reversibility.metrics import regime
 
@@ -137,7 +166,7 @@ def test_falling_below_the_never_seen_level_is_damage():
 
     result = regime(outcome(forget_unlearned=0.05, forget_relearned_matched=0.5), THRESHOLDS)
     assert result["damaged"] is True and result["damage"] == pytest.approx(0.15)
-    assert result["forgetting"] == pytest.approx(1.375)            # more than the gap: the excess is damage
+    assert result["forgetting"] == pytest.approx(1.375)  # more than the gap: the excess is damage
     # Back to 0.5 is (0.5 - 0.2) / 0.4 = 0.75 of the gap above the never-seen level.
     assert result["restored_paper"] == pytest.approx(0.75) and result["regime_paper"] == "reversible, retain kept"
     assert result["restored_controlled"] == pytest.approx((0.05 + 0.34 - 0.2) / 0.4)

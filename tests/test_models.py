@@ -59,8 +59,8 @@ def test_trust_remote_code_stays_off_unless_a_spec_asks(monkeypatch):
 
 
 def test_lora_trains_only_the_adapter_and_its_checkpoint_reloads_to_the_same_outputs(
-        tiny_model, tiny_tokenizer, tmp_path):
-    from reversibility.methods import mean_nll
+    tiny_model, tiny_tokenizer, tmp_path
+):
     from reversibility.tokenization import encode
     from reversibility.training import OptimSettings
     from reversibility.unlearning import finetune
@@ -72,8 +72,15 @@ def test_lora_trains_only_the_adapter_and_its_checkpoint_reloads_to_the_same_out
     trainable = {name for name, p in adapted.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name for name in trainable)
     sequences = encode(tiny_tokenizer, ["def f(x):\n    return x + 1", "class A:\n    pass"], 24)
-    finetune(adapted, sequences, steps=10, batch_size=2, optim=OptimSettings(learning_rate=1e-2),
-             pad_id=tiny_tokenizer.pad_token_id, seed=0)
+    finetune(
+        adapted,
+        sequences,
+        steps=10,
+        batch_size=2,
+        optim=OptimSettings(learning_rate=1e-2),
+        pad_id=tiny_tokenizer.pad_token_id,
+        seed=0,
+    )
     expected = logits(adapted, tiny_tokenizer)
     models.save_checkpoint(adapted, tiny_tokenizer, tmp_path / "unlearned", {}, base_checkpoint=base_dir)
     saved = {p.name for p in (tmp_path / "unlearned").iterdir()}

@@ -20,8 +20,9 @@ def llm_like_views(width_x, width_y, seed=0):
     rng = np.random.default_rng(seed)
     signal = rng.normal(size=(SAMPLES, 16))
     x = signal @ rng.normal(size=(16, width_x)) + 2.0 * np.sqrt(width_x / 64) * rng.normal(size=(SAMPLES, width_x))
-    y = (4 * np.tanh(signal @ rng.normal(size=(16, width_y)) / 4)
-         + 1.5 * np.sqrt(width_y / 64) * rng.normal(size=(SAMPLES, width_y)))
+    y = 4 * np.tanh(signal @ rng.normal(size=(16, width_y)) / 4) + 1.5 * np.sqrt(width_y / 64) * rng.normal(
+        size=(SAMPLES, width_y)
+    )
     return x, y
 
 
@@ -32,9 +33,9 @@ def quadruple_hsic_u(k, l):
     n = len(k)
     k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
     rows, total = l.sum(1), l.sum()
-    same_pair = (n - 2) * (n - 3) * l                                     # (q, r): any distinct rest
-    other_pair = total - 2 * rows[:, None] - 2 * rows[None, :] + 2 * l    # L_qr, q != r, both outside {i, j}
-    shared_i = (n - 3) * (rows[:, None] - l)                              # L_iq, q outside {i, j}; r: n - 3
+    same_pair = (n - 2) * (n - 3) * l  # (q, r): any distinct rest
+    other_pair = total - 2 * rows[:, None] - 2 * rows[None, :] + 2 * l  # L_qr, q != r, both outside {i, j}
+    shared_i = (n - 3) * (rows[:, None] - l)  # L_iq, q outside {i, j}; r: n - 3
     return float((k * (same_pair + other_pair - 2 * shared_i)).sum() / (n * (n - 1) * (n - 2) * (n - 3)))
 
 
@@ -92,7 +93,7 @@ def massive_activation_views(width_x, width_y, seed=0):
     return x, y
 
 
-SHAPES = [(64, 64), (64, 576), (576, 576)]      # 512 samples: n > d in feature space, n <= d as Grams
+SHAPES = [(64, 64), (64, 576), (576, 576)]  # 512 samples: n > d in feature space, n <= d as Grams
 OFFSETS = [("few", 1e2), ("few", 1e3), ("few", 1e4), ("every", 1e3), ("every", 1e4), ("massive", 1e4)]
 
 
@@ -117,8 +118,8 @@ def test_cka_accumulated_over_minibatches_ignores_the_offsets(kind, size, width_
     x, y = views_for(kind, width_x, width_y)
     shifted_x, shifted_y = with_offsets(x, y, kind, size)
     accumulator = CKAAccumulator()
-    for start in range(0, SAMPLES, 100):                      # 5 minibatches of 100 and one of 12
-        accumulator.update(shifted_x[start:start + 100], shifted_y[start:start + 100])
+    for start in range(0, SAMPLES, 100):  # 5 minibatches of 100 and one of 12
+        accumulator.update(shifted_x[start : start + 100], shifted_y[start : start + 100])
     assert accumulator.n == SAMPLES
     assert accumulator.biased() == pytest.approx(reference_cka(x, y, unbiased=False), abs=1e-6)
     assert accumulator.unbiased() == pytest.approx(reference_cka(x, y, unbiased=True), abs=1e-6)

@@ -13,8 +13,14 @@ from reversibility.tokenization import encode
 from reversibility.training import OptimSettings, train
 from reversibility.unlearning import UnlearnPlan, unlearn_requests
 
-SPEC = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 128, "num_layers": 2, "num_heads": 4,
-        "max_length": 48}
+SPEC = {
+    "architecture": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "max_length": 48,
+}
 NO_LORA = {"enabled": False}
 BF16 = Precision(torch.bfloat16, "cpu")
 FLOAT32 = Precision(torch.float32, "cpu")
@@ -38,10 +44,21 @@ def unlearned_weights(path, tokenizer, precision, learning_rate=1e-5, steps=5):
     """The weights before and after `steps` GA steps at `learning_rate`, trained as a job does."""
     model, _ = trainable_model(path, "cpu", precision, NO_LORA)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    plan = UnlearnPlan(steps_per_request=steps, batch_size=8, retain_batch_size=8,
-                       optim=OptimSettings(learning_rate=learning_rate))
-    record = unlearn_requests(model, None, get_method("ga"), {}, forget_requests(tokenizer), [], plan,
-                              tokenizer.pad_token_id, seed=0, precision=precision)
+    plan = UnlearnPlan(
+        steps_per_request=steps, batch_size=8, retain_batch_size=8, optim=OptimSettings(learning_rate=learning_rate)
+    )
+    record = unlearn_requests(
+        model,
+        None,
+        get_method("ga"),
+        {},
+        forget_requests(tokenizer),
+        [],
+        plan,
+        tokenizer.pad_token_id,
+        seed=0,
+        precision=precision,
+    )
     assert not record.collapsed
     return before, dict(model.named_parameters())
 
@@ -102,12 +119,22 @@ def test_gradient_checkpointing_gives_the_same_weights_and_leaves_the_config(bas
     runs = []
     for enabled in (False, True):
         model, _ = trainable_model(base_checkpoint, "cpu", FLOAT32, NO_LORA)
-        plan = UnlearnPlan(steps_per_request=3, batch_size=8, retain_batch_size=8,
-                           optim=OptimSettings(learning_rate=1e-3))
+        plan = UnlearnPlan(
+            steps_per_request=3, batch_size=8, retain_batch_size=8, optim=OptimSettings(learning_rate=1e-3)
+        )
         with gradient_checkpointing(model, enabled):
             assert model.is_activation_checkpointing == enabled
-            unlearn_requests(model, None, get_method("ga"), {}, forget_requests(tiny_tokenizer), [], plan,
-                             tiny_tokenizer.pad_token_id, seed=0)
+            unlearn_requests(
+                model,
+                None,
+                get_method("ga"),
+                {},
+                forget_requests(tiny_tokenizer),
+                [],
+                plan,
+                tiny_tokenizer.pad_token_id,
+                seed=0,
+            )
         assert not model.is_activation_checkpointing and model.config.use_cache
         runs.append(dict(model.named_parameters()))
     for name, value in runs[0].items():
@@ -131,6 +158,6 @@ def test_an_adapter_is_merged_into_float32_base_weights(base_checkpoint, tiny_to
     merged, _ = load_checkpoint(tmp_path / "adapter", "cpu")
     original = base.model.layers[0].self_attn.q_proj.weight.detach()
     update = merged.model.layers[0].self_attn.q_proj.weight.detach() - original
-    torch.testing.assert_close(update, delta, rtol=1e-3, atol=1e-8)    # float32 rounding of w + delta
+    torch.testing.assert_close(update, delta, rtol=1e-3, atol=1e-8)  # float32 rounding of w + delta
     in_bf16 = (original.bfloat16() + delta.bfloat16()).float() - original.bfloat16().float()
     assert (in_bf16 != 0).float().mean() < 0.2

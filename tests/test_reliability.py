@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import MICRO_CONFIG, SNAKEFILE, run_snakemake
-from reversibility.io import read_json
+
 from reversibility.figures import per_experiment
+from reversibility.io import read_json
 from reversibility.tables import read_csv
 
 pytestmark = pytest.mark.slow
@@ -55,9 +55,13 @@ def kill_when_running(workdir: Path, log_folder: str, delay: float, timeout: flo
     started = time.time()
     # A killed Snakemake leaves its lock behind: a user unlocks before rerunning.
     assert run_snakemake(workdir, "--unlock").returncode == 0
-    process = subprocess.Popen([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--cores", "2",
-                                "--rerun-incomplete"], cwd=workdir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--cores", "2", "--rerun-incomplete"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     logs = workdir / "results/logs" / log_folder
     try:
         while time.time() - started < timeout:
@@ -93,7 +97,7 @@ def test_a_corrupted_capture_is_refused_and_rebuilt_by_forcing_its_rule(micro_co
     before = read_json(micro_copy / metrics)
     path = micro_copy / capture
     data = bytearray(path.read_bytes())
-    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)     # the second half zeroed
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)  # the second half zeroed
     path.write_bytes(bytes(data))
     refused = run_snakemake(micro_copy, "--cores", "2", "--forcerun", metrics)
     assert refused.returncode != 0

@@ -31,7 +31,7 @@ def test_cka_is_invariant_to_rotation_scaling_and_translation(features):
 def test_gram_and_feature_forms_agree(features):
     x, rng = features
     y = x[:, :5] + 0.3 * rng.normal(size=(50, 5))
-    wide = np.hstack([x] * 6)            # 72 features > 50 samples: the Gram form is used
+    wide = np.hstack([x] * 6)  # 72 features > 50 samples: the Gram form is used
     assert linear_cka(wide, y) == pytest.approx(linear_cka(x, y))
 
 
@@ -40,8 +40,10 @@ def test_cka_matches_the_hsic_definition(features):
     y = rng.normal(size=(50, 3))
     n = len(x)
     h = np.eye(n) - 1 / n
+
     def hsic(k, l):
         return np.trace(k @ h @ l @ h)
+
     k, l = x @ x.T, y @ y.T
     assert linear_cka(x, y) == pytest.approx(hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l)))
 
@@ -81,7 +83,7 @@ def test_unbiased_hsic_equals_the_direct_u_statistic():
 def test_unbiased_cka_agrees_in_feature_and_gram_space_and_ignores_translation(features):
     x, rng = features
     y = np.tanh(x[:, :4]) + 0.5 * rng.normal(size=(50, 4))
-    feature_space = linear_cka(x, y, unbiased=True)           # 50 samples > 12 features
+    feature_space = linear_cka(x, y, unbiased=True)  # 50 samples > 12 features
     gram_space = linear_cka(np.hstack([x] * 5), y, unbiased=True)  # 60 features: Gram form
     assert feature_space == pytest.approx(gram_space, rel=1e-9)
     assert linear_cka(x + 3.0, y - 1.0, unbiased=True) == pytest.approx(feature_space, rel=1e-9)
@@ -96,7 +98,7 @@ def test_cka_accumulated_over_minibatches_equals_one_pass(features):
     whole = CKAAccumulator().update(x, y)
     pieces = CKAAccumulator()
     for start in range(0, 50, 7):
-        pieces.update(x[start:start + 7], y[start:start + 7])
+        pieces.update(x[start : start + 7], y[start : start + 7])
     assert pieces.biased() == pytest.approx(whole.biased(), rel=1e-10)
     assert pieces.unbiased() == pytest.approx(whole.unbiased(), rel=1e-10)
     assert whole.biased() == pytest.approx(linear_cka(x, y), rel=1e-10)

@@ -12,7 +12,7 @@ from reversibility.reversal import controlled, gain, matched_steps, relearning_r
 
 def test_spearman_matches_scipy_on_a_constructed_table():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=30).round(1)                 # ties included
+    x = rng.normal(size=30).round(1)  # ties included
     y = -2 * x + rng.normal(scale=0.5, size=30)
     assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, rel=1e-12)
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
@@ -22,7 +22,7 @@ def test_spearman_matches_scipy_on_a_constructed_table():
 
 def test_the_bootstrap_interval_brackets_a_strong_correlation():
     x = np.arange(20, dtype=float)
-    low, high = bootstrap_interval(x, x ** 2)
+    low, high = bootstrap_interval(x, x**2)
     assert low <= 1.0 and high == pytest.approx(1.0) and low > 0.9
     result = correlate([1.0, None, 2.0, 3.0, float("nan"), 4.0], [1.0, 5.0, 2.0, 3.0, 1.0, 4.0])
     assert result["cells"] == 4 and result["spearman"] == pytest.approx(1.0)
@@ -37,22 +37,39 @@ def test_the_controlled_recovery_subtracts_the_control_gain():
 
 
 def test_shorter_budgets_at_the_primary_rate_are_read_off_the_primary_run():
-    relearning = {"steps": 16, "learning_rate": 1e-4, "schedule": "constant", "warmup_steps": 0,
-                  "budgets": [{"steps": 4, "learning_rate": 1e-4}, {"steps": 16, "learning_rate": 1e-4},
-                              {"steps": 32, "learning_rate": 1e-4}, {"steps": 4, "learning_rate": 1e-3}]}
+    relearning = {
+        "steps": 16,
+        "learning_rate": 1e-4,
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "budgets": [
+            {"steps": 4, "learning_rate": 1e-4},
+            {"steps": 16, "learning_rate": 1e-4},
+            {"steps": 32, "learning_rate": 1e-4},
+            {"steps": 4, "learning_rate": 1e-3},
+        ],
+    }
     runs = relearning_runs(relearning)
     assert [(r["steps"], r["learning_rate"], sorted(r["measure_at"]), r["primary"]) for r in runs] == [
-        (32, 1e-4, [32], False), (4, 1e-3, [4], False), (16, 1e-4, [4, 16], True)]
+        (32, 1e-4, [32], False),
+        (4, 1e-3, [4], False),
+        (16, 1e-4, [4, 16], True),
+    ]
     # A decaying schedule depends on the run's length: every budget then runs on its own.
     runs = relearning_runs({**relearning, "schedule": "cosine"})
     assert sorted(r["measure_at"] for r in runs)[-1] == {16} and len(runs) == 4
 
 
 def test_the_budget_matched_to_the_forget_set_scales_with_n_and_is_measured_once():
-    relearning = {"steps": 16, "learning_rate": 1e-4, "batch_size": 8, "matched_epochs": 2,
-                  "budgets": [{"steps": 32, "learning_rate": 1e-4}]}
+    relearning = {
+        "steps": 16,
+        "learning_rate": 1e-4,
+        "batch_size": 8,
+        "matched_epochs": 2,
+        "budgets": [{"steps": 32, "learning_rate": 1e-4}],
+    }
     assert [matched_steps(relearning, n * 8) for n in (1, 8, 100)] == [2, 16, 200]
-    assert matched_steps({**relearning, "matched_epochs": 1}, 12) == 2          # a partial batch is a step
+    assert matched_steps({**relearning, "matched_epochs": 1}, 12) == 2  # a partial batch is a step
     # Within the primary run: read off it; equal to the primary budget: nothing added.
     assert relearning_runs(relearning, 2)[-1]["measure_at"] == {2, 16}
     assert len(relearning_runs(relearning, 16)) == 2
@@ -70,17 +87,29 @@ def test_a_prefix_of_a_constant_rate_run_is_exactly_the_shorter_run(tiny_model, 
     from reversibility.training import OptimSettings
     from reversibility.unlearning import finetune
 
-    sequences = encode(tiny_tokenizer, ["def f(x):\n    return x * 2", "import sys\nprint(sys.argv)",
-                                        "for i in range(3):\n    pass"], 24)
+    sequences = encode(
+        tiny_tokenizer,
+        ["def f(x):\n    return x * 2", "import sys\nprint(sys.argv)", "for i in range(3):\n    pass"],
+        24,
+    )
     short, long = copy.deepcopy(tiny_model), tiny_model
     settings = OptimSettings(learning_rate=1e-2)
     short_record = finetune(short, sequences, 3, 2, settings, tiny_tokenizer.pad_token_id, seed=5)
-    record = finetune(long, sequences, 8, 2, settings, tiny_tokenizer.pad_token_id, seed=5,
-                      evaluate=lambda: accuracies(long, {"probe": sequences}, tiny_tokenizer.pad_token_id),
-                      evaluate_at={3})
+    record = finetune(
+        long,
+        sequences,
+        8,
+        2,
+        settings,
+        tiny_tokenizer.pad_token_id,
+        seed=5,
+        evaluate=lambda: accuracies(long, {"probe": sequences}, tiny_tokenizer.pad_token_id),
+        evaluate_at={3},
+    )
     assert [e["step"] for e in record.evaluations] == [3]
-    assert record.evaluations[0]["probe"] == accuracies(short, {"probe": sequences},
-                                                        tiny_tokenizer.pad_token_id)["probe"]
+    assert (
+        record.evaluations[0]["probe"] == accuracies(short, {"probe": sequences}, tiny_tokenizer.pad_token_id)["probe"]
+    )
     assert [s["loss"] for s in record.steps[:3]] == [s["loss"] for s in short_record.steps]
 
 
@@ -93,11 +122,22 @@ def test_eight_bit_quantization_keeps_a_model_and_two_bits_break_it(tiny_model, 
     from reversibility.training import OptimSettings
     from reversibility.unlearning import finetune
 
-    texts = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]",
-             "import os\nprint(os.sep)"]
+    texts = [
+        "def add(a, b):\n    return a + b",
+        "class Point:\n    pass",
+        "x = [i for i in range(3)]",
+        "import os\nprint(os.sep)",
+    ]
     sequences = encode(tiny_tokenizer, texts, 24)
-    finetune(tiny_model, sequences, steps=40, batch_size=4, optim=OptimSettings(learning_rate=1e-2),
-             pad_id=tiny_tokenizer.pad_token_id, seed=0)
+    finetune(
+        tiny_model,
+        sequences,
+        steps=40,
+        batch_size=4,
+        optim=OptimSettings(learning_rate=1e-2),
+        pad_id=tiny_tokenizer.pad_token_id,
+        seed=0,
+    )
     batch = collate(sequences, tiny_tokenizer.pad_token_id)
 
     def measure(model):
@@ -107,24 +147,25 @@ def test_eight_bit_quantization_keeps_a_model_and_two_bits_break_it(tiny_model, 
 
     accuracy, loss = measure(tiny_model)
     eight, two = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
-    assert fake_quantize_(eight, 8) == 2 * 7           # every linear layer of both decoder layers
+    assert fake_quantize_(eight, 8) == 2 * 7  # every linear layer of both decoder layers
     fake_quantize_(two, 2)
     accuracy8, loss8 = measure(eight)
     accuracy2, loss2 = measure(two)
     assert abs(accuracy8 - accuracy) <= 0.02 and abs(loss8 - loss) < 0.02 * loss
     assert loss2 > loss * 1.2
     levels = torch.unique(two.model.layers[0].mlp.up_proj.weight[0])
-    assert len(levels) <= 3                             # 2 bits, symmetric: -1, 0, 1 times the scale
+    assert len(levels) <= 3  # 2 bits, symmetric: -1, 0, 1 times the scale
 
 
 def test_the_quantization_probe_leaves_the_model_as_it_was(tiny_model):
     from reversibility.reversal import quantization_probe
 
     before = {name: p.detach().clone() for name, p in tiny_model.state_dict().items()}
-    results = quantization_probe(tiny_model, [8, 2], lambda: {"levels": len(torch.unique(
-        tiny_model.model.layers[0].mlp.up_proj.weight[0]))})
+    results = quantization_probe(
+        tiny_model, [8, 2], lambda: {"levels": len(torch.unique(tiny_model.model.layers[0].mlp.up_proj.weight[0]))}
+    )
     seen = [r["levels"] for r in results]
-    assert seen[1] <= 3 < seen[0]                        # each width was in force while measured
+    assert seen[1] <= 3 < seen[0]  # each width was in force while measured
     for name, value in tiny_model.state_dict().items():
         assert torch.equal(value, before[name]), name
 
@@ -156,15 +197,30 @@ def test_every_budget_is_measured_against_its_control(control_kind):
 
     relearner = StubRelearner()
     unlearned = {"forget": {"accuracy": 0.1}, "retain": {"accuracy": 0.5}, "unseen": {"accuracy": 0.1}}
-    budgets, record = measure_budgets(relearner, "samples", "control", relearner.accuracy, unlearned,
-                                      control_kind=control_kind, matched=2, curve_every=1)
+    budgets, record = measure_budgets(
+        relearner,
+        "samples",
+        "control",
+        relearner.accuracy,
+        unlearned,
+        control_kind=control_kind,
+        matched=2,
+        curve_every=1,
+    )
     # The 2-step budget at 1e-2 runs on its own; the matched one (2 steps at 1e-3) is read off the primary run.
     assert [(b["steps"], b["learning_rate"], b["primary"], b["matched"]) for b in budgets] == [
-        (2, 1e-2, False, False), (2, 1e-3, False, True), (4, 1e-3, True, False)]
-    assert record.steps == [{"run": len(relearner.runs)}]          # the primary run's, the last
+        (2, 1e-2, False, False),
+        (2, 1e-3, False, True),
+        (4, 1e-3, True, False),
+    ]
+    assert record.steps == [{"run": len(relearner.runs)}]  # the primary run's, the last
     if control_kind == "separate_run":
-        assert relearner.runs == [("control", 2, 1e-2, 0), ("samples", 2, 1e-2, 0),
-                                  ("control", 4, 1e-3, 0), ("samples", 4, 1e-3, 1)]
+        assert relearner.runs == [
+            ("control", 2, 1e-2, 0),
+            ("samples", 2, 1e-2, 0),
+            ("control", 4, 1e-3, 0),
+            ("samples", 4, 1e-3, 1),
+        ]
         expected_control_gain = 0.2 - 0.1
     else:
         assert relearner.runs == [("samples", 2, 1e-2, 0), ("samples", 4, 1e-3, 1)]

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_stages import defaults
 
 from reversibility import sharding
 from reversibility.io import read_json
@@ -13,7 +14,6 @@ from reversibility.methods import METHODS
 from reversibility.stages.relearn import relearn
 from reversibility.stages.unlearn import unlearn
 from reversibility.tokenization import collate
-from test_stages import defaults
 
 pytestmark = pytest.mark.slow
 
@@ -29,21 +29,48 @@ def unlearn_arguments(run, out):
     # Accumulation over two micro-batches; the forget batches (4 sequences) are dealt out, 2 to
     # each process, the retain batches (1 sequence) go whole to both.
     unlearning = {**defaults("unlearning"), "grad_accumulation": 2, "retain_batch_size": 1}
-    return dict(base_dir=run / "results/models/micro/github/base", data_dir=run / "results/data/github",
-                out_dir=out / "unlearned", curve_path=out / "requests.json",
-                baseline_data_dir=run / "results/data/github", method="npo_kl",
-                hyperparameters=dict(METHODS["npo_kl"].defaults), n_requests=2, learning_rate=1e-3,
-                unlearning=unlearning, baseline=None, curves=defaults("curves"),
-                lora={"enabled": False}, max_length=64, dtype="auto", seed=0, cell=CELL, threads=2)
+    return dict(
+        base_dir=run / "results/models/micro/github/base",
+        data_dir=run / "results/data/github",
+        out_dir=out / "unlearned",
+        curve_path=out / "requests.json",
+        baseline_data_dir=run / "results/data/github",
+        method="npo_kl",
+        hyperparameters=dict(METHODS["npo_kl"].defaults),
+        n_requests=2,
+        learning_rate=1e-3,
+        unlearning=unlearning,
+        baseline=None,
+        curves=defaults("curves"),
+        lora={"enabled": False},
+        max_length=64,
+        dtype="auto",
+        seed=0,
+        cell=CELL,
+        threads=2,
+    )
 
 
 def relearn_arguments(run, unlearned, out):
-    return dict(unlearned_dir=unlearned, data_dir=run / "results/data/github", out_dir=out / "relearned",
-                source_data_dir=run / "results/data/github",
-                captures={stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")},
-                curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
-                relearning=defaults("relearning"), quantization=defaults("quantization"), curves=defaults("curves"),
-                capture_config=defaults("capture"), max_length=64, dtype="auto", seed=0, cell=CELL, threads=2)
+    return dict(
+        unlearned_dir=unlearned,
+        data_dir=run / "results/data/github",
+        out_dir=out / "relearned",
+        source_data_dir=run / "results/data/github",
+        captures={stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")},
+        curve_path=out / "relearning.json",
+        reversal_path=out / "reversal.json",
+        n_requests=2,
+        relearning=defaults("relearning"),
+        quantization=defaults("quantization"),
+        curves=defaults("curves"),
+        capture_config=defaults("capture"),
+        max_length=64,
+        dtype="auto",
+        seed=0,
+        cell=CELL,
+        threads=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +82,9 @@ def runs(micro_run, tmp_path_factory):
     sharding.run(unlearn, 1, **unlearn_arguments(micro_run, single))
     sharding.run(unlearn, PROCESSES, **unlearn_arguments(micro_run, sharded))
     for out in (single, sharded):
-        sharding.run(relearn, 1 if out == single else PROCESSES,
-                     **relearn_arguments(micro_run, single / "unlearned", out))
+        sharding.run(
+            relearn, 1 if out == single else PROCESSES, **relearn_arguments(micro_run, single / "unlearned", out)
+        )
     return single, sharded
 
 
@@ -122,7 +150,7 @@ def test_a_batch_is_dealt_out_so_that_shares_add_up_to_it():
     assert [len(share) for share in shares] == [2, 2]
     assert sum(share.n_targets() for share in shares) == batch.n_targets()
     assert all(share.step_targets == batch.n_targets() and share.step_sequences == 4 for share in shares)
-    assert shares[1].input_ids.shape[1] == 2          # its longest sequence, padding trimmed
+    assert shares[1].input_ids.shape[1] == 2  # its longest sequence, padding trimmed
     small = collate([[1, 2, 3]], pad_id=0)
     (whole, none) = sharding.Group(2, 1).share((small, None))
     assert none is None and len(whole) == 1

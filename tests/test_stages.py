@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import load_micro_config
+
 from reversibility.io import read_json, sha256_file
 from reversibility.stages import checkpoint_metrics, diagnostics
 from reversibility.stages import relearn as relearn_stage
@@ -27,23 +27,51 @@ def defaults(section):
 
 def unlearn(run, out, method="ga", lr=1e-3, n=2, lora=None):
     cell = f"micro/github/{method}/n{n}/lr{lr:g}"
-    unlearn_stage.unlearn(run / "results/models/micro/github/base", run / "results/data/github", out / "unlearned",
-                          curve_path=out / "requests.json", baseline_data_dir=run / "results/data/github",
-                          method=method, hyperparameters={}, n_requests=n, learning_rate=lr,
-                          unlearning=defaults("unlearning"), baseline=None, curves=defaults("curves"),
-                          lora=lora or {"enabled": False}, max_length=64, dtype="auto", seed=0, cell=cell, threads=1)
+    unlearn_stage.unlearn(
+        run / "results/models/micro/github/base",
+        run / "results/data/github",
+        out / "unlearned",
+        curve_path=out / "requests.json",
+        baseline_data_dir=run / "results/data/github",
+        method=method,
+        hyperparameters={},
+        n_requests=n,
+        learning_rate=lr,
+        unlearning=defaults("unlearning"),
+        baseline=None,
+        curves=defaults("curves"),
+        lora=lora or {"enabled": False},
+        max_length=64,
+        dtype="auto",
+        seed=0,
+        cell=cell,
+        threads=1,
+    )
     return out / "unlearned"
 
 
 def relearn(run, unlearned, out, cell, **relearning):
     """Relearn a cell with the defaults of the schema; returns the paths of its two captures."""
     captures = {stage: out / f"{stage}.h5" for stage in ("unlearned", "relearned")}
-    relearn_stage.relearn(unlearned, run / "results/data/github", out / "relearned",
-                          source_data_dir=run / "results/data/github", captures=captures,
-                          curve_path=out / "relearning.json", reversal_path=out / "reversal.json", n_requests=2,
-                          relearning={**defaults("relearning"), **relearning}, quantization=defaults("quantization"),
-                          curves=defaults("curves"), capture_config=defaults("capture"), max_length=64, dtype="auto",
-                          seed=0, cell=cell, threads=1)
+    relearn_stage.relearn(
+        unlearned,
+        run / "results/data/github",
+        out / "relearned",
+        source_data_dir=run / "results/data/github",
+        captures=captures,
+        curve_path=out / "relearning.json",
+        reversal_path=out / "reversal.json",
+        n_requests=2,
+        relearning={**defaults("relearning"), **relearning},
+        quantization=defaults("quantization"),
+        curves=defaults("curves"),
+        capture_config=defaults("capture"),
+        max_length=64,
+        dtype="auto",
+        seed=0,
+        cell=cell,
+        threads=1,
+    )
     return captures
 
 
@@ -69,10 +97,16 @@ def test_a_diverging_cell_is_marked_collapsed_and_still_measured(micro_run, tmp_
     assert record["collapsed"] and record["collapse_step"] is not None
     captures = relearn(micro_run, unlearned, tmp_path, "micro/github/ga/n2/lr100000")
     for stage, capture in captures.items():
-        checkpoint_metrics.checkpoint_metrics(capture, micro_run / "results/data/github", tmp_path / f"{stage}.json",
-                                              n_requests=2)
-        diagnostics.diagnostics(micro_run / "results/activations/micro/github/base.h5", capture,
-                               micro_run / "results/data/github", tmp_path / f"{stage}-cka.json", n_requests=2)
+        checkpoint_metrics.checkpoint_metrics(
+            capture, micro_run / "results/data/github", tmp_path / f"{stage}.json", n_requests=2
+        )
+        diagnostics.diagnostics(
+            micro_run / "results/activations/micro/github/base.h5",
+            capture,
+            micro_run / "results/data/github",
+            tmp_path / f"{stage}-cka.json",
+            n_requests=2,
+        )
         metrics = read_json(tmp_path / f"{stage}.json")
         assert metrics["collapsed"] is True
         assert len(read_json(tmp_path / f"{stage}-cka.json")["splits"]["all"]["cka"]) == 4
@@ -106,7 +140,10 @@ def test_reversal_is_measured_against_a_control_at_every_budget(micro_run, tmp_p
         # The 2-step budget at 1e-3 runs on its own; the budget matched to the forget set (2 passes
         # over 8 samples in batches of 4) is read off the primary run.
         assert [(b["steps"], b["primary"], b["matched"]) for b in reversal["budgets"]] == [
-            (2, False, False), (4, False, True), (CONFIG_STEPS, True, False)]
+            (2, False, False),
+            (4, False, True),
+            (CONFIG_STEPS, True, False),
+        ]
         assert reversal["control"] == "separate_run" and reversal["matched_steps"] == 4
         for budget in reversal["budgets"]:
             assert budget["controlled_recovery"] == pytest.approx(budget["forget_gain"] - budget["control_gain"])
@@ -133,4 +170,5 @@ def test_relearning_on_another_source_is_controlled_by_the_same_run(micro_run, t
     for budget in reversal["budgets"]:
         assert budget["control"]["unseen"] == budget["relearned"]["unseen"]
         assert budget["control_gain"] == pytest.approx(
-            budget["relearned"]["unseen"]["accuracy"] - reversal["unlearned"]["unseen"]["accuracy"])
+            budget["relearned"]["unseen"]["accuracy"] - reversal["unlearned"]["unseen"]["accuracy"]
+        )

@@ -12,8 +12,8 @@ import time
 
 import pytest
 import yaml
-
 from conftest import MICRO_CONFIG, plan, run_snakemake
+
 from reversibility.config import Cell
 from reversibility.data import SPLITS
 from reversibility.layout import local_results
@@ -30,8 +30,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def s3_endpoint():
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -51,8 +54,13 @@ def s3_endpoint():
 def bucket(endpoint: str):
     import boto3
 
-    s3 = boto3.resource("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.resource(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     return s3.Bucket(BUCKET)
 
 
@@ -88,7 +96,7 @@ def test_a_job_that_reads_a_dataset_declares_every_split_file_of_it(tmp_path, mi
     assert read["relearn"] == {"results/data/github/", "results/data/other/"}
     assert read["unlearn"] == {"results/data/github/", "results/data/other/"}
     relearn = next(inputs for rule, inputs in jobs if rule == "relearn")
-    assert "results/models/micro/github/base" in relearn                  # LoRA adapters need their base
+    assert "results/models/micro/github/base" in relearn  # LoRA adapters need their base
 
 
 def test_a_dataset_file_of_the_config_is_a_local_input_of_its_split(tmp_path, micro_config):
@@ -104,25 +112,38 @@ def test_a_dataset_file_of_the_config_is_a_local_input_of_its_split(tmp_path, mi
 def test_the_micro_workflow_keeps_its_artifacts_in_a_bucket_and_a_rerun_plans_nothing(s3_endpoint, tmp_path):
     config = yaml.safe_load(MICRO_CONFIG.read_text())
     # LoRA cells save adapters only: relearning must fetch the base checkpoint they adapt.
-    config["models"]["micro"]["lora"] = {"enabled": True, "rank": 4, "alpha": 8,
-                                         "target_modules": ["q_proj", "v_proj"]}
+    config["models"]["micro"]["lora"] = {"enabled": True, "rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     store = bucket(s3_endpoint)
     store.create()
-    storage = ["--default-storage-provider", "s3", "--default-storage-prefix", f"s3://{BUCKET}",
-               "--storage-s3-endpoint-url", s3_endpoint,
-               "--storage-s3-access-key", "testing", "--storage-s3-secret-key", "testing"]
+    storage = [
+        "--default-storage-provider",
+        "s3",
+        "--default-storage-prefix",
+        f"s3://{BUCKET}",
+        "--storage-s3-endpoint-url",
+        s3_endpoint,
+        "--storage-s3-access-key",
+        "testing",
+        "--storage-s3-secret-key",
+        "testing",
+    ]
 
     first = run_snakemake(tmp_path, "--cores", "2", *storage)
     assert first.returncode == 0, first.stderr[-4000:]
 
     keys = {obj.key for obj in store.objects.all()}
     cell = "micro/github/ga/n2/lr0.001"
-    for artifact in ("results/tables/metrics.csv", "results/tables/recovery.csv",
-                     "results/figures/micro/github/cka_per_layer.png", "results/data/github/forget.jsonl",
-                     f"results/activations/{cell}/relearned.h5", f"results/metrics/{cell}/reversal.json",
-                     f"results/runs/{cell}/unlearned/adapter_model.safetensors",
-                     "results/models/micro/github/base/model.safetensors"):
+    for artifact in (
+        "results/tables/metrics.csv",
+        "results/tables/recovery.csv",
+        "results/figures/micro/github/cka_per_layer.png",
+        "results/data/github/forget.jsonl",
+        f"results/activations/{cell}/relearned.h5",
+        f"results/metrics/{cell}/reversal.json",
+        f"results/runs/{cell}/unlearned/adapter_model.safetensors",
+        "results/models/micro/github/base/model.safetensors",
+    ):
         assert artifact in keys, sorted(keys)
     # Nothing in a local results/ tree, and no local copy of a checkpoint or capture left behind.
     assert not (tmp_path / "results").exists()

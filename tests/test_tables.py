@@ -10,9 +10,20 @@ from scipy.stats import spearmanr
 
 from reversibility.config import Cell
 from reversibility.layout import curve_json, diagnostics_json
-from reversibility.tables import (CELL_COLUMNS, PREDICTION_CELL_COLUMNS, PREDICTORS, LAYER_MEASURES,
-                                  prediction_cell_rows, prediction_groups, prediction_rows, read_csv, regime_rows,
-                                  representation_rows, reversal_rows, write_csv)
+from reversibility.tables import (
+    CELL_COLUMNS,
+    LAYER_MEASURES,
+    PREDICTION_CELL_COLUMNS,
+    PREDICTORS,
+    prediction_cell_rows,
+    prediction_groups,
+    prediction_rows,
+    read_csv,
+    regime_rows,
+    representation_rows,
+    reversal_rows,
+    write_csv,
+)
 
 THRESHOLDS = {"forgotten_share": 0.5, "reversible_share": 0.7, "catastrophic_share": 0.5}
 
@@ -30,14 +41,38 @@ def cell_rows(method, base, unlearned, relearned, matched, never_seen=0.2, retai
     of the matched budget, which here is not the primary one."""
     key = dict(zip(CELL_COLUMNS, ("tiny", "toy", method, n, "0.001")))
     stages = (("base", base, 0.6), ("unlearned", unlearned, retain_unlearned), ("relearned", relearned, 0.6))
-    metrics = [{**key, "stage": stage, "forget_accuracy": forget, "retain_accuracy": retain,
-                "holdout_accuracy": never_seen if stage == "base" else 0.0, "collapsed": False}
-               for stage, forget, retain in stages]
+    metrics = [
+        {
+            **key,
+            "stage": stage,
+            "forget_accuracy": forget,
+            "retain_accuracy": retain,
+            "holdout_accuracy": never_seen if stage == "base" else 0.0,
+            "collapsed": False,
+        }
+        for stage, forget, retain in stages
+    ]
     relearned_matched, controlled = matched
-    recovery = [{**key, "relearn_steps": 16, "primary": True, "matched": False, "forget_relearned": relearned,
-                 "forget_gain": relearned - unlearned, "controlled_recovery": 1.0},
-                {**key, "relearn_steps": 24, "primary": False, "matched": True, "forget_relearned": relearned_matched,
-                 "forget_gain": relearned_matched - unlearned, "controlled_recovery": controlled}]
+    recovery = [
+        {
+            **key,
+            "relearn_steps": 16,
+            "primary": True,
+            "matched": False,
+            "forget_relearned": relearned,
+            "forget_gain": relearned - unlearned,
+            "controlled_recovery": 1.0,
+        },
+        {
+            **key,
+            "relearn_steps": 24,
+            "primary": False,
+            "matched": True,
+            "forget_relearned": relearned_matched,
+            "forget_gain": relearned_matched - unlearned,
+            "controlled_recovery": controlled,
+        },
+    ]
     return metrics, recovery
 
 
@@ -60,17 +95,26 @@ def test_regimes_are_judged_on_the_matched_budget_as_shares_of_the_gap():
     assert row["damaged"] is False and row["damage"] == 0.0
 
 
-@pytest.mark.parametrize("cell, paper, controlled", [
-    ({"unlearned": 0.8, "matched": (0.85, 0.05)}, "not forgotten", "not forgotten"),
-    ({"unlearned": 0.2, "matched": (0.8, 0.6)}, "reversible, retain kept", "reversible, retain kept"),
-    ({"unlearned": 0.2, "matched": (0.8, 0.6), "retain_unlearned": 0.1},
-     "reversible, catastrophic", "reversible, catastrophic"),
-    ({"unlearned": 0.2, "matched": (0.3, 0.05)}, "irreversible, retain kept", "irreversible, retain kept"),
-    ({"unlearned": 0.2, "matched": (0.3, 0.05), "retain_unlearned": 0.1},
-     "irreversible, catastrophic", "irreversible, catastrophic"),
-    ({"unlearned": 0.2, "matched": (0.8, 0.6), "never_seen": 0.9}, "no memorisation gap", "no memorisation gap"),
-    ({"unlearned": 0.2, "matched": (0.8, None)}, "reversible, retain kept", "undetermined"),
-])
+@pytest.mark.parametrize(
+    "cell, paper, controlled",
+    [
+        ({"unlearned": 0.8, "matched": (0.85, 0.05)}, "not forgotten", "not forgotten"),
+        ({"unlearned": 0.2, "matched": (0.8, 0.6)}, "reversible, retain kept", "reversible, retain kept"),
+        (
+            {"unlearned": 0.2, "matched": (0.8, 0.6), "retain_unlearned": 0.1},
+            "reversible, catastrophic",
+            "reversible, catastrophic",
+        ),
+        ({"unlearned": 0.2, "matched": (0.3, 0.05)}, "irreversible, retain kept", "irreversible, retain kept"),
+        (
+            {"unlearned": 0.2, "matched": (0.3, 0.05), "retain_unlearned": 0.1},
+            "irreversible, catastrophic",
+            "irreversible, catastrophic",
+        ),
+        ({"unlearned": 0.2, "matched": (0.8, 0.6), "never_seen": 0.9}, "no memorisation gap", "no memorisation gap"),
+        ({"unlearned": 0.2, "matched": (0.8, None)}, "reversible, retain kept", "undetermined"),
+    ],
+)
 def test_every_regime_from_hand_worked_rows(cell, paper, controlled):
     metrics, recovery = cell_rows("ga", base=0.9, relearned=0.5, **cell)
     (row,) = regime_rows(metrics, recovery, THRESHOLDS)
@@ -82,7 +126,7 @@ def test_an_unlearned_accuracy_below_the_never_seen_level_is_reported_as_damage(
     (row,) = regime_rows(metrics, recovery, THRESHOLDS)
     assert row["damaged"] is True and row["damage"] == pytest.approx(0.15)
     assert row["forgetting"] == pytest.approx(0.85 / 0.7)
-    assert row["regime_controlled"] == "reversible, retain kept"      # (0.05 + 0.7 - 0.2) / 0.7 = 0.79
+    assert row["regime_controlled"] == "reversible, retain kept"  # (0.05 + 0.7 - 0.2) / 0.7 = 0.79
 
 
 def test_a_cell_without_a_matched_budget_or_a_gap_is_undetermined():
@@ -104,14 +148,28 @@ def test_the_recovery_table_marks_the_matched_budget_and_the_kind_of_control(tmp
     unlearned = {"forget": {"accuracy": 0.1}, "retain": {"accuracy": 0.5}, "unseen": {"accuracy": 0.2}}
 
     def budget(steps, primary, matched, forget):
-        return {"steps": steps, "learning_rate": 1e-4, "primary": primary, "matched": matched,
-                "relearned": {"forget": {"accuracy": forget}, "retain": {"accuracy": 0.5}},
-                "control": {"unseen": {"accuracy": 0.25}}, "forget_gain": forget - 0.1, "control_gain": 0.05,
-                "controlled_recovery": forget - 0.15}
+        return {
+            "steps": steps,
+            "learning_rate": 1e-4,
+            "primary": primary,
+            "matched": matched,
+            "relearned": {"forget": {"accuracy": forget}, "retain": {"accuracy": 0.5}},
+            "control": {"unseen": {"accuracy": 0.25}},
+            "forget_gain": forget - 0.1,
+            "control_gain": 0.05,
+            "controlled_recovery": forget - 0.15,
+        }
 
-    write(tmp_path / curve_json(cell, "reversal", "results"),
-          {"collapsed": False, "unlearned": unlearned, "control": "same_run", "quantization": [],
-           "budgets": [budget(4, False, True, 0.3), budget(16, True, False, 0.6)]})
+    write(
+        tmp_path / curve_json(cell, "reversal", "results"),
+        {
+            "collapsed": False,
+            "unlearned": unlearned,
+            "control": "same_run",
+            "quantization": [],
+            "budgets": [budget(4, False, True, 0.3), budget(16, True, False, 0.6)],
+        },
+    )
     rows = reversal_rows([cell], results=str(tmp_path / "results"))["recovery"]
     assert [(r["relearn_steps"], r["primary"], r["matched"]) for r in rows] == [(4, False, True), (16, True, False)]
     assert {r["control_kind"] for r in rows} == {"same_run"}
@@ -121,11 +179,19 @@ def test_the_recovery_table_marks_the_matched_budget_and_the_kind_of_control(tmp
 
 
 def fisher_comparison(samples, js, below, layers=("model.layers.0", "model.layers.1")):
-    return {"samples": samples, "bins": [1e-16, 1e-8, 1.0], "layers": list(layers),
-            "histogram_base": [[samples, 1]] * len(layers), "histogram": [[1, 2]] * len(layers),
-            "mass_base": [1.0] * len(layers), "mass": [2.0] * len(layers),
-            "log10_mass_ratio": [math.log10(2)] * len(layers), "js_distance": list(js),
-            "below_range_base": [0.1] * len(layers), "below_range": list(below)}
+    return {
+        "samples": samples,
+        "bins": [1e-16, 1e-8, 1.0],
+        "layers": list(layers),
+        "histogram_base": [[samples, 1]] * len(layers),
+        "histogram": [[1, 2]] * len(layers),
+        "mass_base": [1.0] * len(layers),
+        "mass": [2.0] * len(layers),
+        "log10_mass_ratio": [math.log10(2)] * len(layers),
+        "js_distance": list(js),
+        "below_range_base": [0.1] * len(layers),
+        "below_range": list(below),
+    }
 
 
 def diagnostics(n, cka_common, js_common):
@@ -134,10 +200,14 @@ def diagnostics(n, cka_common, js_common):
     def split(cka):
         return {**{m: [0.5] * len(layers) for m in LAYER_MEASURES}, "mean_cka": cka, "mean_pca_distance": 1 - cka}
 
-    return {"layers": layers, "n_requests": n, "collapsed": False,
-            "splits": {"forget": split(0.1 * n), "all": split(0.2), "common": split(cka_common)},
-            "fisher": fisher_comparison(8 * n, js=[0.5, 0.7], below=[0.3, 0.4]),
-            "fisher_common": fisher_comparison(8, js=js_common, below=[0.2, 0.25])}
+    return {
+        "layers": layers,
+        "n_requests": n,
+        "collapsed": False,
+        "splits": {"forget": split(0.1 * n), "all": split(0.2), "common": split(cka_common)},
+        "fisher": fisher_comparison(8 * n, js=[0.5, 0.7], below=[0.3, 0.4]),
+        "fisher_common": fisher_comparison(8, js=js_common, below=[0.2, 0.25]),
+    }
 
 
 def test_fisher_rows_carry_both_sample_sets_with_the_share_below_range(tmp_path):
@@ -148,8 +218,11 @@ def test_fisher_rows_carry_both_sample_sets_with_the_share_below_range(tmp_path)
     tables = representation_rows(cells, results=str(tmp_path / "results"))
     fisher = [r for r in tables["fisher"] if r["n_requests"] == 4 and r["stage"] == "unlearned"]
     assert [(r["sample_set"], r["samples"], r["layer"], r["js_distance"], r["below_range"]) for r in fisher] == [
-        ("forget", 32, "model.layers.0", 0.5, 0.3), ("forget", 32, "model.layers.1", 0.7, 0.4),
-        ("common", 8, "model.layers.0", 0.1, 0.2), ("common", 8, "model.layers.1", 0.3, 0.25)]
+        ("forget", 32, "model.layers.0", 0.5, 0.3),
+        ("forget", 32, "model.layers.1", 0.7, 0.4),
+        ("common", 8, "model.layers.0", 0.1, 0.2),
+        ("common", 8, "model.layers.1", 0.3, 0.25),
+    ]
     assert all(r["below_range_base"] == 0.1 for r in fisher)
     assert {r["split"] for r in tables["summary"]} == {"forget", "all", "common"}
     # The base model's Fisher on the cell's forgotten samples changes with N: one base histogram per N.
@@ -161,22 +234,30 @@ def test_fisher_rows_carry_both_sample_sets_with_the_share_below_range(tmp_path)
 
 
 def regime_row(model, dataset, method, forgetting, recovery_share, forgotten=True):
-    return {**dict(zip(CELL_COLUMNS, (model, dataset, method, 1, "0.001"))), "forgetting": forgetting,
-            "controlled_recovery_share": recovery_share, "forgotten": forgotten,
-            "regime_paper": "reversible, retain kept", "regime_controlled": "irreversible, retain kept",
-            "collapsed": False}
+    return {
+        **dict(zip(CELL_COLUMNS, (model, dataset, method, 1, "0.001"))),
+        "forgetting": forgetting,
+        "controlled_recovery_share": recovery_share,
+        "forgotten": forgotten,
+        "regime_paper": "reversible, retain kept",
+        "regime_controlled": "irreversible, retain kept",
+        "collapsed": False,
+    }
 
 
 def test_prediction_cells_take_every_diagnostic_from_the_common_samples():
     regimes = [regime_row("tiny", "toy", "ga", 0.9, 0.4)]
     key = dict(zip(CELL_COLUMNS, ("tiny", "toy", "ga", 1, "0.001")))
     splits = (("all", 0.1), ("forget", 0.2), ("common", 0.3))
-    summary = [{**key, "stage": "unlearned", "split": split, "mean_cka": cka, "mean_pca_distance": 10 * cka}
-               for split, cka in splits] + [{**key, "stage": "relearned", "split": "common", "mean_cka": 0.9,
-                                             "mean_pca_distance": 0.0}]
-    fisher = [{**key, "stage": "unlearned", "sample_set": sample_set, "layer": layer, "js_distance": js}
-              for sample_set, values in (("forget", (0.9, 0.9)), ("common", (0.2, 0.4)))
-              for layer, js in zip(("model.layers.0", "model.layers.1"), values)]
+    summary = [
+        {**key, "stage": "unlearned", "split": split, "mean_cka": cka, "mean_pca_distance": 10 * cka}
+        for split, cka in splits
+    ] + [{**key, "stage": "relearned", "split": "common", "mean_cka": 0.9, "mean_pca_distance": 0.0}]
+    fisher = [
+        {**key, "stage": "unlearned", "sample_set": sample_set, "layer": layer, "js_distance": js}
+        for sample_set, values in (("forget", (0.9, 0.9)), ("common", (0.2, 0.4)))
+        for layer, js in zip(("model.layers.0", "model.layers.1"), values)
+    ]
     (row,) = prediction_cell_rows(regimes, summary, fisher)
     assert row["mean_cka"] == 0.3 and row["mean_pca_distance"] == 3.0
     assert row["fisher_js"] == pytest.approx(0.3)
@@ -185,8 +266,10 @@ def test_prediction_cells_take_every_diagnostic_from_the_common_samples():
 
 
 def test_models_are_never_pooled_and_a_model_pools_its_datasets():
-    cells = [regime_row(model, dataset, "ga", 0.9, 0.5)
-             for model, dataset in (("yi", "arxiv"), ("yi", "github"), ("qwen", "numina"))]
+    cells = [
+        regime_row(model, dataset, "ga", 0.9, 0.5)
+        for model, dataset in (("yi", "arxiv"), ("yi", "github"), ("qwen", "numina"))
+    ]
     groups = prediction_groups(cells)
     assert set(groups) == {("yi", "arxiv"), ("yi", "github"), ("qwen", "numina"), ("yi", "all")}
     assert [c["dataset"] for c in groups["yi", "all"]] == ["arxiv", "github"]
@@ -200,7 +283,7 @@ def test_prediction_correlates_over_the_cells_that_forgot_and_over_all_of_them()
     cells = []
     for k in range(6):
         row = regime_row("tiny", "toy", f"m{k}", 0.5 + 0.1 * k, 0.1 * k)
-        cells.append({**row, "mean_cka": 0.1 * k, "mean_pca_distance": k ** 2, "fisher_js": 1 + k})
+        cells.append({**row, "mean_cka": 0.1 * k, "mean_pca_distance": k**2, "fisher_js": 1 + k})
     for k in range(4):
         row = regime_row("tiny", "toy", f"idle{k}", 0.1 - 0.01 * k, 0.45 - 0.1 * k, forgotten=False)
         cells.append({**row, "mean_cka": 0.9 + 0.01 * k, "mean_pca_distance": 30 + k, "fisher_js": 9 + k})
@@ -217,8 +300,15 @@ def test_prediction_correlates_over_the_cells_that_forgot_and_over_all_of_them()
 
 def test_prediction_reads_its_cells_back_from_the_csv(tmp_path):
     """The forgotten flag and empty values survive a round trip through prediction_cells.csv."""
-    cells = [{**regime_row("tiny", "toy", f"m{k}", 0.6, 0.1 * k, forgotten=k < 4), "mean_cka": 0.1 * k,
-              "mean_pca_distance": None, "fisher_js": 0.2 * k} for k in range(6)]
+    cells = [
+        {
+            **regime_row("tiny", "toy", f"m{k}", 0.6, 0.1 * k, forgotten=k < 4),
+            "mean_cka": 0.1 * k,
+            "mean_pca_distance": None,
+            "fisher_js": 0.2 * k,
+        }
+        for k in range(6)
+    ]
     write_csv(tmp_path / "cells.csv", PREDICTION_CELL_COLUMNS, cells)
     rows = {(r["cell_set"], r["diagnostic"]): r for r in prediction_rows(read_csv(tmp_path / "cells.csv"))}
     assert rows["forgotten", "mean_cka"]["cells"] == 4 and rows["all", "mean_cka"]["cells"] == 6
@@ -249,12 +339,16 @@ def test_tables_are_built_once_from_each_other_and_written_with_their_renderings
         def build(grid):
             built.append(name)
             return rows(grid)
+
         return build
 
     registry = {
         "cells": tables.Table(["cell"], counted("cells", lambda grid: [{"cell": c} for c in grid.grid])),
-        "count": tables.Table(["cells"], counted("count", lambda grid: [{"cells": len(grid.rows("cells"))}]),
-                              renderings={"txt": lambda rows: f"{rows[0]['cells']} cells\n"}),
+        "count": tables.Table(
+            ["cells"],
+            counted("count", lambda grid: [{"cells": len(grid.rows("cells"))}]),
+            renderings={"txt": lambda rows: f"{rows[0]['cells']} cells\n"},
+        ),
         "twice": tables.Table(["cell"], counted("twice", lambda grid: grid.rows("cells") * 2)),
     }
     monkeypatch.setattr(tables, "TABLES", registry)

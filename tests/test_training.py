@@ -8,8 +8,12 @@ from reversibility.tokenization import encode
 from reversibility.training import OptimSettings, cycle_batches, lr_factor, train
 from reversibility.unlearning import finetune
 
-TEXTS = ["def add(a, b):\n    return a + b", "class Point:\n    pass", "x = [i for i in range(3)]",
-         "import os\nprint(os.sep)"]
+TEXTS = [
+    "def add(a, b):\n    return a + b",
+    "class Point:\n    pass",
+    "x = [i for i in range(3)]",
+    "import os\nprint(os.sep)",
+]
 
 
 def test_warmup_then_cosine_to_the_floor():
@@ -34,8 +38,15 @@ def test_training_is_bit_for_bit_repeatable(tiny_model, tiny_tokenizer):
     runs = []
     for _ in range(2):
         model = copy.deepcopy(tiny_model)
-        finetune(model, sequences, steps=6, batch_size=2, optim=OptimSettings(learning_rate=1e-2),
-                 pad_id=tiny_tokenizer.pad_token_id, seed=3)
+        finetune(
+            model,
+            sequences,
+            steps=6,
+            batch_size=2,
+            optim=OptimSettings(learning_rate=1e-2),
+            pad_id=tiny_tokenizer.pad_token_id,
+            seed=3,
+        )
         runs.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     assert not all(torch.equal(a, b) for a, b in zip(runs[0], tiny_model.parameters()))
@@ -47,8 +58,15 @@ def test_finetuning_lowers_the_loss(tiny_model, tiny_tokenizer):
     sequences = encode(tiny_tokenizer, TEXTS, 24)
     batch = collate(sequences, tiny_tokenizer.pad_token_id)
     before = mean_nll(tiny_model, batch).item()
-    finetune(tiny_model, sequences, steps=30, batch_size=4, optim=OptimSettings(learning_rate=1e-2),
-             pad_id=tiny_tokenizer.pad_token_id, seed=0)
+    finetune(
+        tiny_model,
+        sequences,
+        steps=30,
+        batch_size=4,
+        optim=OptimSettings(learning_rate=1e-2),
+        pad_id=tiny_tokenizer.pad_token_id,
+        seed=0,
+    )
     assert mean_nll(tiny_model, batch).item() < before - 0.5
 
 
@@ -61,8 +79,7 @@ def test_a_non_finite_loss_stops_training_and_marks_the_collapse(tiny_model):
         return value + (math.inf if len(calls) == 3 else 0.0)
 
     before = [p.detach().clone() for p in tiny_model.parameters()]
-    record = train(tiny_model, exploding, iter(range(100)), total_steps=10,
-                   settings=OptimSettings(learning_rate=1e-3))
+    record = train(tiny_model, exploding, iter(range(100)), total_steps=10, settings=OptimSettings(learning_rate=1e-3))
     assert record.collapsed and record.collapse_step == 2 and len(record.steps) == 2
     assert "non-finite loss" in record.collapse_reason
     assert all(torch.isfinite(p).all() for p in tiny_model.parameters())
@@ -77,8 +94,13 @@ def test_a_non_finite_loss_in_an_accumulated_micro_batch_stops_training(tiny_mod
         value = 1e-3 * sum(p.square().sum() for p in model.parameters())
         return value + (math.inf if len(calls) == 4 else 0.0)
 
-    record = train(tiny_model, exploding, iter(range(100)), total_steps=10,
-                   settings=OptimSettings(learning_rate=1e-3, grad_accumulation=2))
+    record = train(
+        tiny_model,
+        exploding,
+        iter(range(100)),
+        total_steps=10,
+        settings=OptimSettings(learning_rate=1e-3, grad_accumulation=2),
+    )
     # The second step's second micro-batch: one step done, and its update kept.
     assert record.collapsed and record.collapse_step == 1 and len(record.steps) == 1
     assert "non-finite loss" in record.collapse_reason and len(calls) == 4
@@ -94,8 +116,7 @@ def test_the_record_holds_the_loss_of_the_whole_step(tiny_model, tiny_tokenizer)
     parts = [collate(sequences[:1], pad), collate(sequences[1:], pad)]
     with torch.no_grad():
         whole = mean_nll(tiny_model, collate(sequences, pad)).item()
-    record = train(tiny_model, mean_nll, iter(parts), 1,
-                   OptimSettings(learning_rate=1e-3, grad_accumulation=2))
+    record = train(tiny_model, mean_nll, iter(parts), 1, OptimSettings(learning_rate=1e-3, grad_accumulation=2))
     assert record.steps[0]["loss"] == pytest.approx(whole, rel=1e-5)
 
 

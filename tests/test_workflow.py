@@ -6,12 +6,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import yaml
-
 from browser import Page, find_browser
 from conftest import REPO, plan, run_snakemake
+
 from reversibility.activations import Capture
 from reversibility.io import read_json
 from reversibility.representations import linear_cka
@@ -51,7 +50,7 @@ def test_cka_of_the_base_against_itself_is_one(micro_run):
 def test_representation_table_has_every_layer_of_every_cell_and_stage(micro_run):
     table = read_csv(micro_run / "results/tables/representations.csv")
     keys = {(r["learning_rate"], r["stage"], r["split"]) for r in table}
-    assert len(keys) == 2 * 2 * 5          # forget, retain, holdout, all, and the common samples
+    assert len(keys) == 2 * 2 * 5  # forget, retain, holdout, all, and the common samples
     assert all(len([r for r in table if (r["learning_rate"], r["stage"], r["split"]) == k]) == 4 for k in keys)
     for row in table:
         assert 0.0 <= float(row["cka"]) <= 1.0 + 1e-9 and 0.0 <= float(row["pc1_cosine"]) <= 1.0 + 1e-9
@@ -72,8 +71,14 @@ def test_metrics_follow_their_documented_schema(micro_run):
 
     schema = yaml.safe_load((REPO / "workflow/schemas/metrics.schema.yaml").read_text())
     files = list((micro_run / "results/metrics").rglob("*.json"))
-    stages = [f for f in files if not f.name.endswith(".meta.json") and f.stem in ("unlearned", "relearned")
-              or f.parent.name == "base" and not f.name.endswith(".meta.json")]
+    stages = [
+        f
+        for f in files
+        if not f.name.endswith(".meta.json")
+        and f.stem in ("unlearned", "relearned")
+        or f.parent.name == "base"
+        and not f.name.endswith(".meta.json")
+    ]
     assert len(stages) == 5
     for path in stages:
         jsonschema.validate(json.loads(path.read_text()), schema)
@@ -123,7 +128,7 @@ def test_report_holds_the_figures_and_shows_them_in_a_browser(micro_copy):
         pytest.skip("no Chromium on PATH")
     report = (micro_copy / "results/report.html").as_uri()
     with Page(browser) as page:
-        for category in sorted(set(categories.values())) + ["Reversal"]:     # Reversal last: shown below
+        for category in sorted(set(categories.values())) + ["Reversal"]:  # Reversal last: shown below
             page.open(report, ready="Token metrics")
             page.evaluate(f"""Array.from(document.querySelectorAll("a, li, div, span"))
                               .filter(e => e.innerText === {json.dumps(category)}).pop().click()""")
@@ -138,12 +143,13 @@ def test_report_holds_the_figures_and_shows_them_in_a_browser(micro_copy):
         deadline = time.monotonic() + 30
         shown = "[]"
         while time.monotonic() < deadline:
-            shown = page.evaluate("JSON.stringify(Array.from(document.images).filter(i => i.complete)"
-                                  ".map(i => i.naturalWidth))")
+            shown = page.evaluate(
+                "JSON.stringify(Array.from(document.images).filter(i => i.complete).map(i => i.naturalWidth))"
+            )
             if any(width > 300 for width in json.loads(shown)):
                 break
             time.sleep(0.2)
-        assert any(width > 300 for width in json.loads(shown)), shown      # the figure, not an icon
+        assert any(width > 300 for width in json.loads(shown)), shown  # the figure, not an icon
         screenshot = page.screenshot(REPO / "results/report-screenshot.png")
         assert screenshot.read_bytes().startswith(b"\x89PNG")
         assert page.errors() == []
@@ -166,12 +172,12 @@ def test_adding_a_learning_rate_plans_only_the_new_cell_and_the_aggregates(micro
 
     assert {p for p in planned if p not in per_cell} == {
         *(f"results/tables/{file}" for name in TABLES for file in table_files(name).values()),
-        *(f"results/figures/micro/github/{f.name}.{e}" for f in per_experiment(False) for e in ("png", "pdf"))}
+        *(f"results/figures/micro/github/{f.name}.{e}" for f in per_experiment(False) for e in ("png", "pdf")),
+    }
     assert "results/runs/micro/github/ga/n2/lr0.01/unlearned" in planned
 
 
-def test_changing_the_relearning_rate_reruns_relearning_and_what_follows_but_no_unlearning(
-        micro_copy, micro_config):
+def test_changing_the_relearning_rate_reruns_relearning_and_what_follows_but_no_unlearning(micro_copy, micro_config):
     micro_config["relearning"]["learning_rate"] = 1e-3
     planned = plan(micro_copy, micro_config)
     for lr in ("0.001", "0.003"):
@@ -216,8 +222,9 @@ def test_a_sharded_cell_runs_through_snakemake_to_the_weights_of_one_process(mic
     cell = "micro/github/ga/n2/lr0.001"
     checkpoints = {stage: micro_copy / f"results/runs/{cell}/{stage}" for stage in ("unlearned", "relearned")}
     single = {stage: load_file(path / "model.safetensors") for stage, path in checkpoints.items()}
-    result = run_snakemake(micro_copy, "--cores", "2", "--forcerun", "unlearn", "relearn", "--",
-                           f"results/metrics/{cell}/reversal.json")
+    result = run_snakemake(
+        micro_copy, "--cores", "2", "--forcerun", "unlearn", "relearn", "--", f"results/metrics/{cell}/reversal.json"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     log = (micro_copy / f"results/logs/unlearn/{cell}.log").read_text()
     assert "sharded over 2 processes" in log and "[process 0/2]" in log
@@ -234,6 +241,5 @@ def test_settings_of_a_method_outside_the_grid_plan_nothing(micro_copy, micro_co
 
 
 def test_lint_is_clean():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout

@@ -77,8 +77,15 @@ def legend(fig, axes) -> None:
                 handles[label] = handle
                 labels.append(label)
     if labels:
-        fig.legend([handles[label] for label in labels], labels, loc="upper center", ncol=min(5, len(labels)),
-                   fontsize=8, bbox_to_anchor=(0.5, 0.0), frameon=False)
+        fig.legend(
+            [handles[label] for label in labels],
+            labels,
+            loc="upper center",
+            ncol=min(5, len(labels)),
+            fontsize=8,
+            bbox_to_anchor=(0.5, 0.0),
+            frameon=False,
+        )
 
 
 def empty(stem: str | os.PathLike, title: str, message: str) -> int:
@@ -90,8 +97,16 @@ def empty(stem: str | os.PathLike, title: str, message: str) -> int:
     return save(fig, stem)
 
 
-def cell_panels(rows: list[dict], stem, draw_panel: Callable, ylabel: str, title: str, xlabel: str = "",
-                ylim: tuple[float, float] | None = None, width: float = 4.0) -> int:
+def cell_panels(
+    rows: list[dict],
+    stem,
+    draw_panel: Callable,
+    ylabel: str,
+    title: str,
+    xlabel: str = "",
+    ylim: tuple[float, float] | None = None,
+    width: float = 4.0,
+) -> int:
     """The frame most figures share: one panel per (N, lr) of unlearning, drawn by
     `draw_panel(ax, panel_rows)`, with labels, a legend below and the title above. `xlabel`
     labels the bottom row; a panel that labels its own x axis keeps it."""
@@ -120,7 +135,7 @@ def method_rate_panels(rows: list[dict], width: float, height: float, **kwargs):
     cells = sorted({(r["method"], r["learning_rate"]) for r in rows}, key=lambda c: (method_rank(c[0]), float(c[1])))
     n_cols = min(4, len(cells))
     fig, axes = panels(math.ceil(len(cells) / n_cols), n_cols, width=width, height=height, **kwargs)
-    for ax in np.ravel(axes)[len(cells):]:
+    for ax in np.ravel(axes)[len(cells) :]:
         ax.axis("off")
     return fig, axes, cells
 

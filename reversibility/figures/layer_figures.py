@@ -22,22 +22,32 @@ from .frame import (
     values_of,
 )
 
-BELOW_RANGE_DECADES = 1.0   # the width the below-range bar is drawn with, left of the lowest bin
+BELOW_RANGE_DECADES = 1.0  # the width the below-range bar is drawn with, left of the lowest bin
 
 
-def per_layer(representations: list[dict], stem, column: str, ylabel: str, split: str = "all",
-              title: str = "") -> int:
+def per_layer(representations: list[dict], stem, column: str, ylabel: str, split: str = "all", title: str = "") -> int:
     """A per-layer diagnostic against the base model: one panel per (N, lr), one colour per
     method, unlearned solid and relearned dashed."""
+
     def draw(ax, panel):
         names = {}
         for method in methods_of(panel):
             for stage in ("unlearned", "relearned"):
-                line = sorted((int(r["layer_index"]), number(r[column]), r["layer"]) for r in panel
-                              if r["method"] == method and r["stage"] == stage)
+                line = sorted(
+                    (int(r["layer_index"]), number(r[column]), r["layer"])
+                    for r in panel
+                    if r["method"] == method and r["stage"] == stage
+                )
                 names.update({k: name for k, _, name in line})
-                ax.plot([k for k, _, _ in line], [v for _, v, _ in line], STAGE_STYLE[stage], marker="o",
-                        markersize=3, color=colour(method), label=f"{method} {stage}")
+                ax.plot(
+                    [k for k, _, _ in line],
+                    [v for _, v, _ in line],
+                    STAGE_STYLE[stage],
+                    marker="o",
+                    markersize=3,
+                    color=colour(method),
+                    label=f"{method} {stage}",
+                )
         ax.set_xticks(sorted(names), [short_layer(names[k]) for k in sorted(names)], rotation=45, fontsize=7)
 
     rows = [r for r in representations if r["split"] == split]
@@ -45,13 +55,23 @@ def per_layer(representations: list[dict], stem, column: str, ylabel: str, split
 
 
 def cka_per_layer(representations: list[dict], stem, title: str = "") -> int:
-    return per_layer(representations, stem, "cka", "linear CKA vs base",
-                     title=title or "Per-layer linear CKA against the base model (all samples)")
+    return per_layer(
+        representations,
+        stem,
+        "cka",
+        "linear CKA vs base",
+        title=title or "Per-layer linear CKA against the base model (all samples)",
+    )
 
 
 def pca_similarity_per_layer(representations: list[dict], stem, title: str = "") -> int:
-    return per_layer(representations, stem, "pc1_cosine", "|cos(PC1 base, PC1)|",
-                     title=title or "Per-layer PCA similarity to the base model (all samples)")
+    return per_layer(
+        representations,
+        stem,
+        "pc1_cosine",
+        "|cos(PC1 base, PC1)|",
+        title=title or "Per-layer PCA similarity to the base model (all samples)",
+    )
 
 
 def pca_shift_scatter(representations: list[dict], stem, split: str = "all", title: str = "") -> int:
@@ -80,14 +100,19 @@ def pca_shift_scatter(representations: list[dict], stem, split: str = "all", tit
         ax.set_title(f"{method}, N = {largest}, lr = {lr}", fontsize=8)
         ax.set_xlabel("shift along base PC1 (base sd)", fontsize=7)
         ax.set_ylabel("base PC2 coordinate (base sd)", fontsize=7)
-    fig.colorbar(matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, n_layers - 1), cmap=cmap),
-                 ax=axes, fraction=0.02, label="layer index")
+    fig.colorbar(
+        matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, n_layers - 1), cmap=cmap),
+        ax=axes,
+        fraction=0.02,
+        label="layer index",
+    )
     fig.suptitle(title or "PCA shift per layer: o unlearned, x relearned, * base")
     return save(fig, stem)
 
 
-def fisher_histograms(histograms: list[dict], fisher: list[dict], stem, layer: str | None = None,
-                      title: str = "") -> int:
+def fisher_histograms(
+    histograms: list[dict], fisher: list[dict], stem, layer: str | None = None, title: str = ""
+) -> int:
     """Fisher diagonal histograms of one decoder layer (the last by default) on log-spaced bins,
     on the cell's forgotten samples, as shares of the layer's parameters: base (dotted),
     unlearned (solid), relearned (dashed); one panel per (method, lr) at the largest N. The share
@@ -102,18 +127,27 @@ def fisher_histograms(histograms: list[dict], fisher: list[dict], stem, layer: s
     rows = [r for r in histograms if r["layer"] == layer and r["n_requests"] == largest]
     base = [r for r in rows if r["stage"] == "base"]
     updated = [r for r in rows if r["stage"] != "base"]
-    below = {(r["method"], r["learning_rate"], r["stage"]): r for r in fisher
-             if r["sample_set"] == "forget" and r["layer"] == layer and r["n_requests"] == largest}
+    below = {
+        (r["method"], r["learning_rate"], r["stage"]): r
+        for r in fisher
+        if r["sample_set"] == "forget" and r["layer"] == layer and r["n_requests"] == largest
+    }
     fig, axes, cells = method_rate_panels(updated, width=3.4, height=2.8, sharey=True)
     lowest = min(number(r["bin_low"]) for r in rows)
     for ax, (method, lr) in zip(np.ravel(axes), cells):
-        ax.axvspan(lowest / 10 ** BELOW_RANGE_DECADES, lowest, color="grey", alpha=0.15, linewidth=0)
+        ax.axvspan(lowest / 10**BELOW_RANGE_DECADES, lowest, color="grey", alpha=0.15, linewidth=0)
         unlearned = below.get((method, lr, "unlearned"), {})
         _fisher_stairs(ax, base, number(unlearned.get("below_range_base")), ":", "base", "black")
         for stage in ("unlearned", "relearned"):
             part = [r for r in updated if (r["method"], r["learning_rate"], r["stage"]) == (method, lr, stage)]
-            _fisher_stairs(ax, part, number(below.get((method, lr, stage), {}).get("below_range")),
-                           STAGE_STYLE[stage], stage, colour(method))
+            _fisher_stairs(
+                ax,
+                part,
+                number(below.get((method, lr, stage), {}).get("below_range")),
+                STAGE_STYLE[stage],
+                stage,
+                colour(method),
+            )
         ax.set_xscale("log")
         ax.set_title(f"{method}, N = {largest}, lr = {lr}", fontsize=8)
         ax.set_xlabel("Fisher value", fontsize=7)
@@ -134,7 +168,7 @@ def _fisher_stairs(ax, part: list[dict], below: float, style: str, label: str, s
     shares = counts / counts.sum() * in_range if counts.sum() > 0 else np.zeros_like(counts)
     edges = [p[0] for p in points] + [points[-1][1]]
     if math.isfinite(below):
-        edges = [edges[0] / 10 ** BELOW_RANGE_DECADES] + edges
+        edges = [edges[0] / 10**BELOW_RANGE_DECADES] + edges
         shares = np.concatenate([[below], shares])
         label = f"{label} ({below:.0%} below {points[0][0]:.0e})"
     ax.stairs(shares, edges, linestyle=style, color=shade, label=label)

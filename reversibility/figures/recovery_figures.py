@@ -16,22 +16,30 @@ def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
     one line per method, one panel per (N, lr) of unlearning."""
     if not recovery:
         return empty(stem, "Recovery against attack strength", "no relearning budgets")
-    budgets = sorted({(r["relearn_learning_rate"], int(r["relearn_steps"])) for r in recovery},
-                     key=lambda b: (float(b[0]), b[1]))
+    budgets = sorted(
+        {(r["relearn_learning_rate"], int(r["relearn_steps"])) for r in recovery}, key=lambda b: (float(b[0]), b[1])
+    )
 
     def draw(ax, panel):
         for method in methods_of(panel):
-            by_budget = {(r["relearn_learning_rate"], int(r["relearn_steps"])): r for r in panel
-                         if r["method"] == method}
+            by_budget = {
+                (r["relearn_learning_rate"], int(r["relearn_steps"])): r for r in panel if r["method"] == method
+            }
             for column, style, label in (("controlled_recovery", "-", "controlled"), ("forget_gain", "--", "raw")):
                 ys = [number(by_budget[b][column]) if b in by_budget else math.nan for b in budgets]
                 ax.plot(range(len(budgets)), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(budgets)), [f"{steps} steps\nlr={rate}" for rate, steps in budgets], fontsize=7)
 
-    return cell_panels(recovery, stem, draw, "forget accuracy gain", xlabel="relearning budget",
-                       width=max(4.0, 0.9 * len(budgets) + 1.5),
-                       title=title or "Recovery against attack strength: controlled (solid) and raw (dashed)")
+    return cell_panels(
+        recovery,
+        stem,
+        draw,
+        "forget accuracy gain",
+        xlabel="relearning budget",
+        width=max(4.0, 0.9 * len(budgets) + 1.5),
+        title=title or "Recovery against attack strength: controlled (solid) and raw (dashed)",
+    )
 
 
 def quantization_reversal(quantization: list[dict], stem, title: str = "") -> int:
@@ -49,13 +57,23 @@ def quantization_reversal(quantization: list[dict], stem, title: str = "") -> in
             rows = {int(r["bits"]): r for r in panel if r["method"] == method}
             values = [number(rows[b]["forget_gain"]) if b in rows else math.nan for b in widths]
             values.append(number(next(iter(rows.values()))["controlled_recovery"]) if rows else math.nan)
-            ax.bar(np.arange(len(bars)) + (k - (len(methods) - 1) / 2) * width, values, width,
-                   color=colour(method), label=method)
+            ax.bar(
+                np.arange(len(bars)) + (k - (len(methods) - 1) / 2) * width,
+                values,
+                width,
+                color=colour(method),
+                label=method,
+            )
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(bars)), bars, fontsize=8)
 
-    return cell_panels(quantization, stem, draw, "forget accuracy gain", title=title or
-                       "Forget accuracy regained by quantizing the unlearned model, and by relearning")
+    return cell_panels(
+        quantization,
+        stem,
+        draw,
+        "forget accuracy gain",
+        title=title or "Forget accuracy regained by quantizing the unlearned model, and by relearning",
+    )
 
 
 def prediction_scatter(cells: list[dict], prediction: list[dict], stem, title: str = "") -> int:
@@ -72,13 +90,19 @@ def prediction_scatter(cells: list[dict], prediction: list[dict], stem, title: s
         values = [number(r[name]) for r in cells]
         for method in methods_of(cells):
             for forgotten in (True, False):
-                picked = [k for k, r in enumerate(cells)
-                          if r["method"] == method and (r["forgotten"] == "True") == forgotten]
+                picked = [
+                    k for k, r in enumerate(cells) if r["method"] == method and (r["forgotten"] == "True") == forgotten
+                ]
                 if not picked:
                     continue
-                ax.scatter([values[k] for k in picked], [recovery[k] for k in picked], s=18,
-                           edgecolors=colour(method), facecolors=colour(method) if forgotten else "none",
-                           label=method if forgotten else f"{method} (not forgotten)")
+                ax.scatter(
+                    [values[k] for k in picked],
+                    [recovery[k] for k in picked],
+                    s=18,
+                    edgecolors=colour(method),
+                    facecolors=colour(method) if forgotten else "none",
+                    label=method if forgotten else f"{method} (not forgotten)",
+                )
         ax.set_title("\n".join(_rho_label(which, correlations[(which, name)]) for which in CELL_SETS), fontsize=8)
         ax.set_xlabel(label, fontsize=8)
         ax.axhline(0, color="black", linewidth=0.6)
@@ -91,5 +115,7 @@ def prediction_scatter(cells: list[dict], prediction: list[dict], stem, title: s
 
 
 def _rho_label(cell_set: str, row: dict) -> str:
-    return (f"{cell_set}: rho = {number(row['spearman']):.2f} [{number(row['low']):.2f}, {number(row['high']):.2f}], "
-            f"{row['cells']} cells")
+    return (
+        f"{cell_set}: rho = {number(row['spearman']):.2f} [{number(row['low']):.2f}, {number(row['high']):.2f}], "
+        f"{row['cells']} cells"
+    )

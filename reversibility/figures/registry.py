@@ -22,8 +22,8 @@ CATEGORIES = ("Token metrics", "Regimes", "Representations", "Reversal")
 @dataclass(frozen=True)
 class Figure:
     name: str
-    drawn_by: str                  # "<module>:<function>" in reversibility.figures
-    tables: tuple[str, ...]        # in the order of the drawing function's arguments
+    drawn_by: str  # "<module>:<function>" in reversibility.figures
+    tables: tuple[str, ...]  # in the order of the drawing function's arguments
     category: str
     needs_benchmarks: bool = False
 
@@ -38,30 +38,41 @@ class Figure:
     def draw(self, tables: Mapping[str, list[dict]], model: str, dataset: str, out_dir: str | os.PathLike) -> int:
         """This figure of one (model, dataset), as `out_dir/<name>.png` and `.pdf`, from the rows
         of its tables; returns its axes count."""
-        inputs = [[r for r in tables[table] if r["model"] == model and r["dataset"] == dataset]
-                  for table in self.tables]
+        inputs = [
+            [r for r in tables[table] if r["model"] == model and r["dataset"] == dataset] for table in self.tables
+        ]
         return self.function()(*inputs, Path(out_dir) / self.name)
 
 
-FIGURES: dict[str, Figure] = {figure.name: figure for figure in (
-    Figure("accuracy_trajectory", "token_figures:accuracy_trajectory", ("metrics",), "Token metrics"),
-    Figure("single_unlearning", "token_figures:single_unlearning", ("metrics",), "Token metrics"),
-    Figure("continual_heatmaps", "token_figures:continual_heatmaps", ("metrics",), "Token metrics"),
-    Figure("request_curves", "token_figures:request_curves", ("requests",), "Token metrics"),
-    Figure("relearning_curves", "token_figures:relearning_curves", ("relearning",), "Token metrics"),
-    Figure("benchmark_accuracy", "token_figures:benchmark_accuracy", ("benchmarks",), "Token metrics",
-           needs_benchmarks=True),
-    Figure("regime_map", "token_figures:regime_map", ("regimes",), "Regimes"),
-    Figure("cka_per_layer", "layer_figures:cka_per_layer", ("representations",), "Representations"),
-    Figure("pca_similarity", "layer_figures:pca_similarity_per_layer", ("representations",), "Representations"),
-    Figure("pca_shift", "layer_figures:pca_shift_scatter", ("representations",), "Representations"),
-    Figure("fisher_histograms", "layer_figures:fisher_histograms", ("fisher_histograms", "fisher"),
-           "Representations"),
-    Figure("recovery_budgets", "recovery_figures:recovery_budgets", ("recovery",), "Reversal"),
-    Figure("quantization_reversal", "recovery_figures:quantization_reversal", ("quantization",), "Reversal"),
-    Figure("prediction_scatter", "recovery_figures:prediction_scatter", ("prediction_cells", "prediction"),
-           "Reversal"),
-)}
+FIGURES: dict[str, Figure] = {
+    figure.name: figure
+    for figure in (
+        Figure("accuracy_trajectory", "token_figures:accuracy_trajectory", ("metrics",), "Token metrics"),
+        Figure("single_unlearning", "token_figures:single_unlearning", ("metrics",), "Token metrics"),
+        Figure("continual_heatmaps", "token_figures:continual_heatmaps", ("metrics",), "Token metrics"),
+        Figure("request_curves", "token_figures:request_curves", ("requests",), "Token metrics"),
+        Figure("relearning_curves", "token_figures:relearning_curves", ("relearning",), "Token metrics"),
+        Figure(
+            "benchmark_accuracy",
+            "token_figures:benchmark_accuracy",
+            ("benchmarks",),
+            "Token metrics",
+            needs_benchmarks=True,
+        ),
+        Figure("regime_map", "token_figures:regime_map", ("regimes",), "Regimes"),
+        Figure("cka_per_layer", "layer_figures:cka_per_layer", ("representations",), "Representations"),
+        Figure("pca_similarity", "layer_figures:pca_similarity_per_layer", ("representations",), "Representations"),
+        Figure("pca_shift", "layer_figures:pca_shift_scatter", ("representations",), "Representations"),
+        Figure(
+            "fisher_histograms", "layer_figures:fisher_histograms", ("fisher_histograms", "fisher"), "Representations"
+        ),
+        Figure("recovery_budgets", "recovery_figures:recovery_budgets", ("recovery",), "Reversal"),
+        Figure("quantization_reversal", "recovery_figures:quantization_reversal", ("quantization",), "Reversal"),
+        Figure(
+            "prediction_scatter", "recovery_figures:prediction_scatter", ("prediction_cells", "prediction"), "Reversal"
+        ),
+    )
+}
 
 
 def per_experiment(needs_benchmarks: bool) -> list[Figure]:
@@ -80,8 +91,13 @@ def draw(name: str, tables: Mapping[str, list[dict]], model: str, dataset: str, 
     return FIGURES[name].draw(tables, model, dataset, out_dir)
 
 
-def draw_all(tables: Mapping[str, list[dict]], model: str, dataset: str, out_dir: str | os.PathLike,
-             needs_benchmarks: bool = False) -> dict[str, int]:
+def draw_all(
+    tables: Mapping[str, list[dict]],
+    model: str,
+    dataset: str,
+    out_dir: str | os.PathLike,
+    needs_benchmarks: bool = False,
+) -> dict[str, int]:
     """Every figure of `per_experiment(needs_benchmarks)` for one (model, dataset) into `out_dir`;
     returns each figure's axes count."""
     return {figure.name: figure.draw(tables, model, dataset, out_dir) for figure in per_experiment(needs_benchmarks)}

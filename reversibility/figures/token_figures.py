@@ -13,18 +13,27 @@ from ..config import STAGES
 from .frame import cell_panels, colour, empty, method_rank, methods_of, number, panels, save, values_of
 
 STAGE_COLOURS = {"base": "#999999", "unlearned": "#d95f02", "relearned": "#1b9e77"}
-REGIME_COLOURS = {"reversible, retain kept": "#4daf4a", "reversible, catastrophic": "#a6d96a",
-                  "irreversible, retain kept": "#e41a1c", "irreversible, catastrophic": "#984ea3",
-                  "not forgotten": "#bdbdbd", "no memorisation gap": "#fdd0a2", "undetermined": "#ffffff"}
+REGIME_COLOURS = {
+    "reversible, retain kept": "#4daf4a",
+    "reversible, catastrophic": "#a6d96a",
+    "irreversible, retain kept": "#e41a1c",
+    "irreversible, catastrophic": "#984ea3",
+    "not forgotten": "#bdbdbd",
+    "no memorisation gap": "#fdd0a2",
+    "undetermined": "#ffffff",
+}
 # The two views of reversibility (metrics.regime): the paper's, on the raw relearned F.Acc, and
 # the controlled one, on the unlearned F.Acc plus the controlled recovery.
-REGIME_VIEWS = {"regime_paper": "paper: raw relearned F.Acc",
-                "regime_controlled": "controlled: minus the control's gain"}
+REGIME_VIEWS = {
+    "regime_paper": "paper: raw relearned F.Acc",
+    "regime_controlled": "controlled: minus the control's gain",
+}
 
 
 def accuracy_trajectory(metrics: list[dict], stem, title: str = "") -> int:
     """F.Acc (solid) and R.Acc (dashed) from base to unlearned to relearned, per method; one
     panel per (N, lr): forgetting that relearning undoes climbs back up (the paper's Figure 1)."""
+
     def draw(ax, panel):
         for method in methods_of(panel):
             by_stage = {r["stage"]: r for r in panel if r["method"] == method}
@@ -33,17 +42,31 @@ def accuracy_trajectory(metrics: list[dict], stem, title: str = "") -> int:
                 ax.plot(range(3), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
         ax.set_xticks(range(3), STAGES)
 
-    return cell_panels(metrics, stem, draw, "token accuracy", ylim=(0, 1), title=title or
-                       "Forget (solid) and retain (dashed) accuracy through unlearning and relearning")
+    return cell_panels(
+        metrics,
+        stem,
+        draw,
+        "token accuracy",
+        ylim=(0, 1),
+        title=title or "Forget (solid) and retain (dashed) accuracy through unlearning and relearning",
+    )
 
 
-def _stage_bars(ax, rows: list[dict], cells: list[tuple], key: Callable[[dict], tuple], column: str,
-                tick_labels: list[str], title: str) -> None:
+def _stage_bars(
+    ax,
+    rows: list[dict],
+    cells: list[tuple],
+    key: Callable[[dict], tuple],
+    column: str,
+    tick_labels: list[str],
+    title: str,
+) -> None:
     """Grouped bars, one group per cell and one bar per stage, of `column` (0 to 1)."""
     width = 0.8 / len(STAGES)
     for k, stage in enumerate(STAGES):
-        values = [number(next((r[column] for r in rows if r["stage"] == stage and key(r) == cell), ""))
-                  for cell in cells]
+        values = [
+            number(next((r[column] for r in rows if r["stage"] == stage and key(r) == cell), "")) for cell in cells
+        ]
         ax.bar(np.arange(len(cells)) + (k - 1) * width, values, width, label=stage, color=STAGE_COLOURS[stage])
     ax.set_xticks(range(len(cells)), tick_labels, fontsize=7, rotation=90)
     ax.set_title(title, fontsize=10)
@@ -60,8 +83,15 @@ def single_unlearning(metrics: list[dict], stem, title: str = "") -> int:
     measures = (("mia_loss_auc", "LOSS-attack AUC"), ("forget_accuracy", "F.Acc"), ("retain_accuracy", "R.Acc"))
     fig, axes = panels(1, len(measures), width=max(4.0, 0.55 * len(cells) + 1.5), height=3.4)
     for ax, (column, label) in zip(axes[0], measures):
-        _stage_bars(ax, rows, cells, lambda r: (r["method"], r["learning_rate"]), column,
-                    [f"{m}\n{lr}" for m, lr in cells], label)
+        _stage_bars(
+            ax,
+            rows,
+            cells,
+            lambda r: (r["method"], r["learning_rate"]),
+            column,
+            [f"{m}\n{lr}" for m, lr in cells],
+            label,
+        )
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Single unlearning (N = 1)")
     fig.tight_layout()
@@ -72,8 +102,12 @@ def continual_heatmaps(metrics: list[dict], stem, title: str = "") -> int:
     """Per method, N x learning-rate heatmaps of F.Acc and R.Acc after unlearning and relearning."""
     methods = methods_of(metrics)
     ns, lrs = values_of(metrics, "n_requests"), values_of(metrics, "learning_rate")
-    columns = [("forget_accuracy", "unlearned"), ("forget_accuracy", "relearned"),
-               ("retain_accuracy", "unlearned"), ("retain_accuracy", "relearned")]
+    columns = [
+        ("forget_accuracy", "unlearned"),
+        ("forget_accuracy", "relearned"),
+        ("retain_accuracy", "unlearned"),
+        ("retain_accuracy", "relearned"),
+    ]
     fig, axes = panels(len(methods), len(columns), width=0.7 * len(lrs) + 1.8, height=0.45 * len(ns) + 1.3)
     image = None
     for i, method in enumerate(methods):
@@ -86,8 +120,15 @@ def continual_heatmaps(metrics: list[dict], stem, title: str = "") -> int:
             image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
             for (a, b), value in np.ndenumerate(grid):
                 if math.isfinite(value):
-                    ax.text(b, a, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if value < 0.6 else "black")
+                    ax.text(
+                        b,
+                        a,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if value < 0.6 else "black",
+                    )
             ax.set_xticks(range(len(lrs)), lrs, fontsize=7)
             ax.set_yticks(range(len(ns)), ns, fontsize=7)
             ax.set_title(f"{method}: {'F.Acc' if column.startswith('forget') else 'R.Acc'} {stage}", fontsize=8)
@@ -105,11 +146,13 @@ def _forget_and_retain(ax, panel: list[dict], step: str, forget: str) -> None:
     """Per method, `forget` accuracy (solid, with markers) and retain accuracy (dashed) against
     the integer column `step`."""
     for method in methods_of(panel):
-        points = sorted((int(r[step]), number(r[forget]), number(r["retain_accuracy"]))
-                        for r in panel if r["method"] == method)
+        points = sorted(
+            (int(r[step]), number(r[forget]), number(r["retain_accuracy"])) for r in panel if r["method"] == method
+        )
         xs = [p[0] for p in points]
-        ax.plot(xs, [p[1] for p in points], "-", marker="o", markersize=3, color=colour(method),
-                label=f"{method} forget")
+        ax.plot(
+            xs, [p[1] for p in points], "-", marker="o", markersize=3, color=colour(method), label=f"{method} forget"
+        )
         ax.plot(xs, [p[2] for p in points], "--", color=colour(method), label=f"{method} retain")
 
 
@@ -122,19 +165,28 @@ def request_curves(requests: list[dict], stem, title: str = "") -> int:
 
     def draw(ax, panel):
         _forget_and_retain(ax, panel, "request", "forget_seen_accuracy")
-        ax.set_xlabel("request")        # on every row: each N has its own number of requests
+        ax.set_xlabel("request")  # on every row: each N has its own number of requests
 
-    return cell_panels(rows, stem, draw, "token accuracy", ylim=(0, 1),
-                       title=title or "Accuracy after each unlearning request")
+    return cell_panels(
+        rows, stem, draw, "token accuracy", ylim=(0, 1), title=title or "Accuracy after each unlearning request"
+    )
 
 
 def relearning_curves(relearning: list[dict], stem, title: str = "") -> int:
     """Forget accuracy (solid) and retain accuracy (dashed) against relearning steps."""
+
     def draw(ax, panel):
         _forget_and_retain(ax, panel, "step", "forget_accuracy")
 
-    return cell_panels(relearning, stem, draw, "token accuracy", title=title or "Relearning efficiency",
-                       xlabel="relearning step", ylim=(0, 1))
+    return cell_panels(
+        relearning,
+        stem,
+        draw,
+        "token accuracy",
+        title=title or "Relearning efficiency",
+        xlabel="relearning step",
+        ylim=(0, 1),
+    )
 
 
 def benchmark_accuracy(benchmarks: list[dict], stem, title: str = "") -> int:
@@ -142,13 +194,22 @@ def benchmark_accuracy(benchmarks: list[dict], stem, title: str = "") -> int:
     names = list(dict.fromkeys(r["benchmark"] for r in benchmarks))
     if not names:
         return empty(stem, title or "Benchmark accuracy", "no benchmark in this experiment")
-    cells = sorted({(r["method"], r["n_requests"], r["learning_rate"]) for r in benchmarks},
-                   key=lambda c: (method_rank(c[0]), int(c[1]), float(c[2])))
+    cells = sorted(
+        {(r["method"], r["n_requests"], r["learning_rate"]) for r in benchmarks},
+        key=lambda c: (method_rank(c[0]), int(c[1]), float(c[2])),
+    )
     fig, axes = panels(1, len(names), width=max(4.0, 0.5 * len(cells) + 1.5), height=3.4)
     for ax, name in zip(axes[0], names):
         rows = [r for r in benchmarks if r["benchmark"] == name]
-        _stage_bars(ax, rows, cells, lambda r: (r["method"], r["n_requests"], r["learning_rate"]), "accuracy",
-                    [f"{m} N={n}\nlr={lr}" for m, n, lr in cells], f"{name} ({rows[0]['problems']} problems)")
+        _stage_bars(
+            ax,
+            rows,
+            cells,
+            lambda r: (r["method"], r["n_requests"], r["learning_rate"]),
+            "accuracy",
+            [f"{m} N={n}\nlr={lr}" for m, n, lr in cells],
+            f"{name} ({rows[0]['problems']} problems)",
+        )
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Benchmark accuracy")
     fig.tight_layout()

@@ -17,9 +17,16 @@ from ..representations import linear_cka, mean_pca_distance, pca_shift, pca_simi
 PathLike = str | os.PathLike
 
 
-def diagnostics(base_capture: PathLike, stage_capture: PathLike, data_dir: PathLike,
-                out_path: PathLike, *, n_requests: int, pca_components: int = 5,
-                layer_matrix: bool = False) -> None:
+def diagnostics(
+    base_capture: PathLike,
+    stage_capture: PathLike,
+    data_dir: PathLike,
+    out_path: PathLike,
+    *,
+    n_requests: int,
+    pca_components: int = 5,
+    layer_matrix: bool = False,
+) -> None:
     """Representation diagnostics of a checkpoint against the base model, per layer and split:
     linear CKA (biased and unbiased), PCA similarity and PCA shift; Fisher distances per layer.
 
@@ -29,9 +36,10 @@ def diagnostics(base_capture: PathLike, stage_capture: PathLike, data_dir: PathL
     Fisher is compared on the cell's forgotten samples (`fisher`) and on the first request's
     (`fisher_common`), base and stage on the same samples.
     """
-    recorder = Recorder(params={"n_requests": n_requests, "pca_components": pca_components,
-                                "layer_matrix": layer_matrix},
-                        inputs={"base": base_capture, "stage": stage_capture})
+    recorder = Recorder(
+        params={"n_requests": n_requests, "pca_components": pca_components, "layer_matrix": layer_matrix},
+        inputs={"base": base_capture, "stage": stage_capture},
+    )
     with Capture(base_capture) as base, Capture(stage_capture) as stage:
         if base.layers != stage.layers:
             raise ValueError(f"{stage_capture}: its layers differ from those of {base_capture}")
@@ -44,20 +52,26 @@ def diagnostics(base_capture: PathLike, stage_capture: PathLike, data_dir: PathL
             views = {split: (x[subsets[split]], y[subsets[split]]) for split, (x, y) in features.items()}
             views["all"] = _stacked(views.values())
             base_forget, stage_forget = features["forget"]
-            views["common"] = _stacked([(base_forget[first_request], stage_forget[first_request]),
-                                        views["retain"], views["holdout"]])
+            views["common"] = _stacked(
+                [(base_forget[first_request], stage_forget[first_request]), views["retain"], views["holdout"]]
+            )
             all_views.append(views["all"])
             for split, (x, y) in views.items():
                 _layer_diagnostics(per_split[split], x, y, pca_components)
         counts = stage.fisher_counts()
-        result = {"layers": base.layers, "n_requests": n_requests,
-                  "collapsed": bool(stage.attr("collapsed", False)),
-                  "splits": {split: _summarised(values) for split, values in per_split.items()},
-                  "fisher": fisher_comparison(base, stage, counts[-1]) if counts else {},
-                  "fisher_common": fisher_comparison(base, stage, counts[0]) if counts else {}}
+        result = {
+            "layers": base.layers,
+            "n_requests": n_requests,
+            "collapsed": bool(stage.attr("collapsed", False)),
+            "splits": {split: _summarised(values) for split, values in per_split.items()},
+            "fisher": fisher_comparison(base, stage, counts[-1]) if counts else {},
+            "fisher_common": fisher_comparison(base, stage, counts[0]) if counts else {},
+        }
         if layer_matrix:
-            result["layer_matrix"] = {"split": "all", "cka": [[linear_cka(x, y) for _, y in all_views]
-                                                              for x, _ in all_views]}
+            result["layer_matrix"] = {
+                "split": "all",
+                "cka": [[linear_cka(x, y) for _, y in all_views] for x, _ in all_views],
+            }
     write_json(out_path, result)
     recorder.write_beside(out_path)
 
@@ -107,8 +121,7 @@ def fisher_comparison(base: Capture, stage: Capture, samples: int) -> dict:
         "below_range_base": [below(base_layers, p) for p in layers],
         "below_range": [below(stage_layers, p) for p in layers],
         "log10_mass_ratio": [_log_ratio(stage_layers[p]["mass"], base_layers[p]["mass"]) for p in layers],
-        "js_distance": [histogram_distance(base_layers[p]["histogram"], stage_layers[p]["histogram"])
-                        for p in layers],
+        "js_distance": [histogram_distance(base_layers[p]["histogram"], stage_layers[p]["histogram"]) for p in layers],
     }
 
 

@@ -42,6 +42,7 @@ PathLike = str | os.PathLike
 class ProbedModel:
     """The model the job measures, with the token ids of the sets it is measured on: the cell's
     forgotten samples, the retain probes and the control samples (`unseen`)."""
+
     model: Any
     tokenizer: Any
     precision: Precision
@@ -51,30 +52,68 @@ class ProbedModel:
         """Accuracy on the named probes, forget and retain by default (each measurement needs only
         some: evaluation is most of this job's time)."""
         with self.precision.autocast():
-            return accuracies(self.model, {name: self.probes[name] for name in names or ("forget", "retain")},
-                              self.tokenizer.pad_token_id)
+            return accuracies(
+                self.model,
+                {name: self.probes[name] for name in names or ("forget", "retain")},
+                self.tokenizer.pad_token_id,
+            )
 
 
-def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, source_data_dir: PathLike,
-            captures: Mapping[str, PathLike], curve_path: PathLike, reversal_path: PathLike, n_requests: int,
-            relearning: Mapping, quantization: Mapping, curves: Mapping, capture_config: Mapping,
-            max_length: int, dtype: str, seed: int, cell: str, threads: int, checkpointing: bool = False,
-            benchmarks: Mapping[str, Mapping] | None = None,
-            benchmark_dirs: Mapping[str, PathLike] | None = None) -> None:
+def relearn(
+    unlearned_dir: PathLike,
+    data_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    source_data_dir: PathLike,
+    captures: Mapping[str, PathLike],
+    curve_path: PathLike,
+    reversal_path: PathLike,
+    n_requests: int,
+    relearning: Mapping,
+    quantization: Mapping,
+    curves: Mapping,
+    capture_config: Mapping,
+    max_length: int,
+    dtype: str,
+    seed: int,
+    cell: str,
+    threads: int,
+    checkpointing: bool = False,
+    benchmarks: Mapping[str, Mapping] | None = None,
+    benchmark_dirs: Mapping[str, PathLike] | None = None,
+) -> None:
     """Relearn the unlearned model and measure how much of the forgotten knowledge comes back
     (the measurements are in the module's docstring). Writes the relearned checkpoint, the
     captures of the model it starts from and of the relearned one (`captures`), the
     relearning-efficiency curve (`curve_path`) and the reversal measures (`reversal_path`)."""
     run_seed = derive_seed(seed, cell, "relearn")
     configure_torch(threads, run_seed)
-    params = {"n_requests": n_requests, "relearning": dict(relearning), "quantization": dict(quantization),
-              "curves": dict(curves), "dtype": dtype, "seed": seed}
+    params = {
+        "n_requests": n_requests,
+        "relearning": dict(relearning),
+        "quantization": dict(quantization),
+        "curves": dict(curves),
+        "dtype": dtype,
+        "seed": seed,
+    }
     recorder = Recorder(params=params, inputs={"unlearned": unlearned_dir}, seed=run_seed)
     group, device = sharding.current(), pick_device()
-    capture = partial(capture_model, data_dir=data_dir, n_requests=n_requests, capture_config=capture_config,
-                      max_length=max_length, benchmarks=benchmarks, benchmark_dirs=benchmark_dirs)
-    job = load_unlearned(unlearned_dir, device if group.main else "cpu", Precision.of(dtype, device),
-                         probe_sets(data_dir, n_requests, curves["retain_samples"]), max_length)
+    capture = partial(
+        capture_model,
+        data_dir=data_dir,
+        n_requests=n_requests,
+        capture_config=capture_config,
+        max_length=max_length,
+        benchmarks=benchmarks,
+        benchmark_dirs=benchmark_dirs,
+    )
+    job = load_unlearned(
+        unlearned_dir,
+        device if group.main else "cpu",
+        Precision.of(dtype, device),
+        probe_sets(data_dir, n_requests, curves["retain_samples"]),
+        max_length,
+    )
     relearning_set = cell_data.relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
     samples = tokenized(job.tokenizer, relearning_set, max_length)
     control_kind = cell_data.control_kind(data_dir, source_data_dir, relearning["source"])
@@ -92,12 +131,25 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     job.model = sharding.shard(job.model, group)
 
     relearner = Relearner(job.model, relearning, job.tokenizer.pad_token_id, run_seed, job.precision, checkpointing)
-    log.info("relearning on %d samples of %s/%s; control (%s) on %d unseen samples", len(samples),
-             Path(source_data_dir).name, relearning["source"], control_kind, len(job.probes["unseen"]))
+    log.info(
+        "relearning on %d samples of %s/%s; control (%s) on %d unseen samples",
+        len(samples),
+        Path(source_data_dir).name,
+        relearning["source"],
+        control_kind,
+        len(job.probes["unseen"]),
+    )
     matched = matched_steps(relearning, len(job.probes["forget"]))
-    budgets, record = measure_budgets(relearner, samples, job.probes["unseen"], job.accuracy, unlearned,
-                                      control_kind=control_kind, matched=matched,
-                                      curve_every=curves["relearning_every"])
+    budgets, record = measure_budgets(
+        relearner,
+        samples,
+        job.probes["unseen"],
+        job.accuracy,
+        unlearned,
+        control_kind=control_kind,
+        matched=matched,
+        curve_every=curves["relearning_every"],
+    )
 
     result = outcome(record)
     # A model that collapsed during unlearning stays marked as collapsed after relearning.
@@ -106,28 +158,44 @@ def relearn(unlearned_dir: PathLike, data_dir: PathLike, out_dir: PathLike, *, s
     recorder.extra.update(result, training=record.steps, precision=job.precision.record())
     save_trained(job.model, job.tokenizer, out_dir, recorder, group, base_checkpoint=base_dir)
     if group.main:
-        write_json(curve_path, {"collapsed": result["collapsed"],
-                                "steps": [{"step": 0, **unlearned}, *record.evaluations]})
-        write_json(reversal_path, {"collapsed": result["collapsed"], "control": control_kind,
-                                   "matched_steps": matched, "unlearned": unlearned, "budgets": budgets,
-                                   "quantization": quantized})
+        write_json(
+            curve_path, {"collapsed": result["collapsed"], "steps": [{"step": 0, **unlearned}, *record.evaluations]}
+        )
+        write_json(
+            reversal_path,
+            {
+                "collapsed": result["collapsed"],
+                "control": control_kind,
+                "matched_steps": matched,
+                "unlearned": unlearned,
+                "budgets": budgets,
+                "quantization": quantized,
+            },
+        )
         model, tokenizer = relearned_whole(job, out_dir, base_dir is not None, group, device)
         capture(model.to(job.precision.compute), tokenizer, checkpoint_dir=out_dir, out_path=captures["relearned"])
 
 
 def probe_sets(data_dir: PathLike, n_requests: int, retain_samples: int) -> dict[str, list[dict]]:
     """The samples accuracy is measured on (cell_data.py)."""
-    return {"forget": cell_data.forgotten(data_dir, n_requests),
-            "retain": cell_data.retain_probe(data_dir, retain_samples),
-            "unseen": cell_data.control_set(data_dir, n_requests)}
+    return {
+        "forget": cell_data.forgotten(data_dir, n_requests),
+        "retain": cell_data.retain_probe(data_dir, retain_samples),
+        "unseen": cell_data.control_set(data_dir, n_requests),
+    }
 
 
-def load_unlearned(unlearned_dir: PathLike, device, precision: Precision, probes: Mapping[str, list[dict]],
-                   max_length: int) -> ProbedModel:
+def load_unlearned(
+    unlearned_dir: PathLike, device, precision: Precision, probes: Mapping[str, list[dict]], max_length: int
+) -> ProbedModel:
     """The unlearned model in float32 (an adapter comes merged), with its probes as token ids."""
     model, tokenizer = load_checkpoint(unlearned_dir, device, WEIGHTS)
-    return ProbedModel(model, tokenizer, precision,
-                       {name: tokenized(tokenizer, records, max_length) for name, records in probes.items()})
+    return ProbedModel(
+        model,
+        tokenizer,
+        precision,
+        {name: tokenized(tokenizer, records, max_length) for name, records in probes.items()},
+    )
 
 
 def measure_unlearned(job: ProbedModel, bits: list[int], capture) -> tuple[dict, list[dict]]:
@@ -150,8 +218,7 @@ def load_to_train(job: ProbedModel, unlearned_dir: PathLike, adapter: bool, grou
     """Load the unlearned model again where the measured one cannot train as it is."""
     if adapter:
         # The adapter keeps training over its frozen base (the capture saw it merged).
-        job.model, job.tokenizer = load_checkpoint(unlearned_dir, device, job.precision.compute,
-                                                   trainable_adapter=True)
+        job.model, job.tokenizer = load_checkpoint(unlearned_dir, device, job.precision.compute, trainable_adapter=True)
     elif job.precision.mixed or group.sharded:
         # The capture's cast rounded it; sharded, every process loads it on the host to shard it.
         job.model, job.tokenizer = load_checkpoint(unlearned_dir, loading_device(group, device), WEIGHTS)

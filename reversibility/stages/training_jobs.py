@@ -38,17 +38,27 @@ def accuracies(model, probes: Mapping[str, list], pad_id: int) -> dict[str, dict
 
 
 def outcome(record: TrainRecord) -> dict[str, Any]:
-    return {"collapsed": record.collapsed, "collapse_step": record.collapse_step,
-            "collapse_reason": record.collapse_reason}
+    return {
+        "collapsed": record.collapsed,
+        "collapse_step": record.collapse_step,
+        "collapse_reason": record.collapse_reason,
+    }
 
 
-def save_trained(model, tokenizer, out_dir: PathLike, recorder: Recorder, group: sharding.Group,
-                 base_checkpoint: PathLike | None = None) -> None:
+def save_trained(
+    model,
+    tokenizer,
+    out_dir: PathLike,
+    recorder: Recorder,
+    group: sharding.Group,
+    base_checkpoint: PathLike | None = None,
+) -> None:
     """Write a trained model's checkpoint: every process calls it, the first writes (a sharded
     model's weights gathered whole)."""
     if group.sharded:
         recorder.extra["sharding"] = {"processes": group.size}
     weights = sharding.full_state_dict(model, group)
     if group.main:
-        save_checkpoint(model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_checkpoint,
-                        state_dict=weights)
+        save_checkpoint(
+            model, tokenizer, out_dir, recorder.record(), base_checkpoint=base_checkpoint, state_dict=weights
+        )

@@ -5,21 +5,21 @@
 rule capture_base:
     input:
         unpack(prepared_benchmarks),
-        base="results/models/{model}/{dataset}/base",
         **prepared_data(),
+        base="results/models/{model}/{dataset}/base",
     output:
         "results/activations/{model}/{dataset}/base.h5",
-    params:
-        config=capture_params,
+    log:
+        "results/logs/capture/{model}/{dataset}/base.log",
+    conda:
+        SOFTWARE_ENV
     threads: model_threads
     resources:
         gpu=model_resource("gpu", one_process=True),
         gpu_model=model_resource("gpu_model"),
         mem_mb=model_resource("mem_mb"),
         runtime=model_resource("runtime"),
-    log:
-        "results/logs/capture/{model}/{dataset}/base.log",
-    conda:
-        SOFTWARE_ENV
+    params:
+        config=capture_params,
     script:
         "../../scripts/capture.py"

@@ -5,9 +5,7 @@ import sys
 # The main process and every job import the workflow's own package from this checkout,
 # whatever environment runs them (venv, conda, a cluster node).
 sys.path.insert(0, workflow.basedir)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
-)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from reversibility.config import CELL_STAGES, canonical, cells, check, experiment_benchmarks, lr_label  # noqa: E402
 from reversibility.benchmarks import PROBLEM_KEYS as BENCHMARK_PROBLEM_KEYS  # noqa: E402
@@ -230,21 +228,23 @@ def import_params(wildcards):
 
 
 def unlearn_params(wildcards):
-    return canonical({
-        "method": wildcards.method,
-        "hyperparameters": method_hyperparameters(wildcards.method),
-        "n_requests": int(wildcards.n),
-        "learning_rate": float(wildcards.lr),
-        "unlearning": config["unlearning"],
-        # Only the baseline's cells depend on the baseline's data.
-        "baseline": config["baseline"] if wildcards.method == "finetune" else None,
-        "curves": config["curves"],
-        "lora": model_spec(wildcards)["lora"],
-        "max_length": model_spec(wildcards)["max_length"],
-        "dtype": model_spec(wildcards)["dtype"],
-        "seed": config["seed"],
-        "cell": CELL.format(**wildcards),
-    })
+    return canonical(
+        {
+            "method": wildcards.method,
+            "hyperparameters": method_hyperparameters(wildcards.method),
+            "n_requests": int(wildcards.n),
+            "learning_rate": float(wildcards.lr),
+            "unlearning": config["unlearning"],
+            # Only the baseline's cells depend on the baseline's data.
+            "baseline": config["baseline"] if wildcards.method == "finetune" else None,
+            "curves": config["curves"],
+            "lora": model_spec(wildcards)["lora"],
+            "max_length": model_spec(wildcards)["max_length"],
+            "dtype": model_spec(wildcards)["dtype"],
+            "seed": config["seed"],
+            "cell": CELL.format(**wildcards),
+        }
+    )
 
 
 def method_hyperparameters(method):
@@ -254,27 +254,31 @@ def method_hyperparameters(method):
 
 
 def relearn_params(wildcards):
-    return canonical({
-        "n_requests": int(wildcards.n),
-        "relearning": config["relearning"],
-        "quantization": config["quantization"],
-        "curves": config["curves"],
-        "capture_config": config["capture"],
-        "benchmarks": experiment_benchmark_specs(wildcards),
-        "max_length": model_spec(wildcards)["max_length"],
-        "dtype": model_spec(wildcards)["dtype"],
-        "seed": config["seed"],
-        "cell": CELL.format(**wildcards),
-    })
+    return canonical(
+        {
+            "n_requests": int(wildcards.n),
+            "relearning": config["relearning"],
+            "quantization": config["quantization"],
+            "curves": config["curves"],
+            "capture_config": config["capture"],
+            "benchmarks": experiment_benchmark_specs(wildcards),
+            "max_length": model_spec(wildcards)["max_length"],
+            "dtype": model_spec(wildcards)["dtype"],
+            "seed": config["seed"],
+            "cell": CELL.format(**wildcards),
+        }
+    )
 
 
 def capture_params(wildcards):
-    return canonical({
-        "capture_config": config["capture"],
-        "benchmarks": experiment_benchmark_specs(wildcards),
-        "max_length": model_spec(wildcards)["max_length"],
-        "dtype": model_spec(wildcards)["dtype"],
-    })
+    return canonical(
+        {
+            "capture_config": config["capture"],
+            "benchmarks": experiment_benchmark_specs(wildcards),
+            "max_length": model_spec(wildcards)["max_length"],
+            "dtype": model_spec(wildcards)["dtype"],
+        }
+    )
 
 
 def diagnostics_params(wildcards):

@@ -4,12 +4,12 @@ rule prepare_data:
     output:
         "results/data/{dataset}/manifest.json",
         multiext("results/data/{dataset}/", *SPLIT_FILES),
-    params:
-        config=data_params,
     log:
         "results/logs/prepare_data/{dataset}.log",
     conda:
         SOFTWARE_ENV
+    params:
+        config=data_params,
     script:
         "../../scripts/prepare_data.py"
 
@@ -22,11 +22,11 @@ rule prepare_benchmark:
     output:
         problems="results/benchmarks/{benchmark}/problems.jsonl",
         manifest="results/benchmarks/{benchmark}/manifest.json",
-    params:
-        config=benchmark_params,
     log:
         "results/logs/prepare_benchmark/{benchmark}.log",
     conda:
         SOFTWARE_ENV
+    params:
+        config=benchmark_params,
     script:
         "../../scripts/prepare_benchmark.py"

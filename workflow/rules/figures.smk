@@ -5,12 +5,12 @@ rule tables:
         curves=all_curves(),
     output:
         **table_outputs(),
-    params:
-        regimes=canonical(config["regimes"]),
     log:
         "results/logs/tables.log",
     conda:
         SOFTWARE_ENV
+    params:
+        regimes=canonical(config["regimes"]),
     script:
         "../../scripts/tables.py"
 
@@ -20,12 +20,12 @@ rule figures:
         **figure_inputs(),
     output:
         **figure_outputs(),
-    params:
-        needs_benchmarks=False,
     log:
         "results/logs/figures/{model}/{dataset}.log",
     conda:
         SOFTWARE_ENV
+    params:
+        needs_benchmarks=False,
     script:
         "../../scripts/figures.py"
 
@@ -36,11 +36,11 @@ rule benchmark_figure:
         **figure_inputs(needs_benchmarks=True),
     output:
         **figure_outputs(needs_benchmarks=True),
-    params:
-        needs_benchmarks=True,
     log:
         "results/logs/figures/{model}/{dataset}/benchmarks.log",
     conda:
         SOFTWARE_ENV
+    params:
+        needs_benchmarks=True,
     script:
         "../../scripts/figures.py"

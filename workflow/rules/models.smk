@@ -1,16 +1,16 @@
 rule import_model:
     output:
         directory("results/models/{model}/pretrained"),
-    params:
-        config=import_params,
-    threads: model_threads
-    resources:
-        mem_mb=model_resource("mem_mb"),
-        runtime=model_resource("runtime"),
     log:
         "results/logs/import_model/{model}.log",
     conda:
         SOFTWARE_ENV
+    threads: model_threads
+    resources:
+        mem_mb=model_resource("mem_mb"),
+        runtime=model_resource("runtime"),
+    params:
+        config=import_params,
     script:
         "../../scripts/import_model.py"
 
@@ -21,17 +21,17 @@ rule base_model:
         **prepared_data(),
     output:
         directory("results/models/{model}/{dataset}/base"),
-    params:
-        config=base_params,
+    log:
+        "results/logs/base_model/{model}/{dataset}.log",
+    conda:
+        SOFTWARE_ENV
     threads: model_threads
     resources:
         gpu=model_resource("gpu"),
         gpu_model=model_resource("gpu_model"),
         mem_mb=model_resource("mem_mb"),
         runtime=model_resource("runtime"),
-    log:
-        "results/logs/base_model/{model}/{dataset}.log",
-    conda:
-        SOFTWARE_ENV
+    params:
+        config=base_params,
     script:
         "../../scripts/base_model.py"

@@ -1,23 +1,23 @@
 rule unlearn:
     input:
         unpack(source_data("baseline", prefix="baseline_")),
-        base="results/models/{model}/{dataset}/base",
         **prepared_data(),
+        base="results/models/{model}/{dataset}/base",
     output:
         unlearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned"),
         curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/requests.json",
-    params:
-        config=unlearn_params,
+    log:
+        "results/logs/unlearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
+    conda:
+        SOFTWARE_ENV
     threads: model_threads
     resources:
         gpu=model_resource("gpu"),
         gpu_model=model_resource("gpu_model"),
         mem_mb=model_resource("mem_mb"),
         runtime=model_resource("runtime"),
-    log:
-        "results/logs/unlearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
-    conda:
-        SOFTWARE_ENV
+    params:
+        config=unlearn_params,
     script:
         "../../scripts/unlearn.py"
 
@@ -30,25 +30,25 @@ rule relearn:
         unpack(source_data("relearning", prefix="source_")),
         unpack(prepared_benchmarks),
         unpack(lora_base_input),
-        unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
         **prepared_data(),
+        unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
     output:
         relearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned"),
         unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
         relearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
         curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearning.json",
         reversal="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/reversal.json",
-    params:
-        config=relearn_params,
+    log:
+        "results/logs/relearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
+    conda:
+        SOFTWARE_ENV
     threads: model_threads
     resources:
         gpu=model_resource("gpu"),
         gpu_model=model_resource("gpu_model"),
         mem_mb=model_resource("mem_mb"),
         runtime=model_resource("runtime"),
-    log:
-        "results/logs/relearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
-    conda:
-        SOFTWARE_ENV
+    params:
+        config=relearn_params,
     script:
         "../../scripts/relearn.py"

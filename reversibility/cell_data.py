@@ -9,6 +9,8 @@ A cell (`{model}/{dataset}/{method}/n{N}/lr{lr}`) draws every sample from its pr
 - relearning:   `relearning.source` (the forgotten samples by default)
 - measured only: the forgotten samples, `retain_eval` (R.Acc: samples the base model learned and
                 no later stage trains on), the holdout (membership non-members) and the control
+- held-out recovery: the forgotten samples split in two (`held_out_split`), relearning on the
+                first part, measured on the second
 
 The never-seen `unseen` split has three roles, each its own slice, so that a control stays a
 control whatever else the config asks of the split:
@@ -63,6 +65,27 @@ def unseen_slice(data_dir: PathLike, role: str, n_requests: int) -> list[dict]:
 def control_set(data_dir: PathLike, n_requests: int) -> list[dict]:
     """Never-seen samples of the cell's domain, as many as it forgot, that no stage trains on."""
     return unseen_slice(data_dir, "control", n_requests)
+
+
+def held_out_split(data_dir: PathLike, n_requests: int) -> tuple[list[dict], list[dict]]:
+    """The cell's forgotten samples as (relearned part, held-out part): by request at N >= 2 (the
+    first ceil(N / 2) requests relearned, the others held out), by sample within the request at
+    N = 1 (its first ceil(s / 2) samples relearned). A held-out sample shares no request with a
+    relearned one wherever N allows it."""
+    samples = forgotten(data_dir, n_requests)
+    if n_requests >= 2:
+        relearned_requests = -(-n_requests // 2)
+        return (
+            [r for r in samples if r["request"] <= relearned_requests],
+            [r for r in samples if r["request"] > relearned_requests],
+        )
+    if len(samples) < 2:
+        raise DataError(
+            f"{data_dir}: a request of {len(samples)} sample cannot be split into a relearned and a held-out "
+            "part (datasets.<name>.request_size >= 2, or relearning.held_out: false)"
+        )
+    half = -(-len(samples) // 2)
+    return samples[:half], samples[half:]
 
 
 def control_kind(data_dir: PathLike, source_data_dir: PathLike, source: str) -> str:

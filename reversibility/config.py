@@ -332,6 +332,13 @@ def _check_sizes(config: Mapping[str, Any], experiment: Mapping[str, Any], index
             f"relearning.source: relearning at N = {n_values[-1]} on the {relearning['source']} split of "
             f"{source!r} takes as many samples as the cell forgot ({{wanted}}), but it holds {{available}}",
         )
+    if relearning["held_out"] and relearning["source"] == "forget" and source == name and n_values[0] == 1:
+        require(
+            2,
+            size,
+            f"relearning.held_out: held-out recovery at N = 1 splits the request in a relearned and a held-out "
+            f"part of at least one sample each ({{wanted}} samples), but datasets.{name}.request_size = {{available}}",
+        )
     require(
         relearning["batch_size"],
         smallest,

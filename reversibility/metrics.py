@@ -200,6 +200,50 @@ def regime_name(gap: float | None, forgotten: bool | None, reversible: bool | No
     return f"{'reversible' if reversible else 'irreversible'}, {'catastrophic' if catastrophic else 'retain kept'}"
 
 
+HIDDEN, DELETED, NOT_MEASURED = "hidden", "deleted", "not measured"
+
+
+def held_out_regime(outcome: Mapping[str, float | None], thresholds: Mapping[str, float]) -> dict[str, object]:
+    """Hidden or deleted, judged on the forgotten samples relearning never saw (reversal.py).
+
+    `outcome` holds `forget_base`, `never_seen`, `forget_unlearned` (as in `regime`), and of the
+    held-out run `forget_unlearned_held_out` (the unlearned F.Acc on the held-out part) and
+    `latent_recovery` (its gain there beyond the control's), None without a held-out run. With
+    the cell's memorisation gap:
+
+    latent_recovery_share: latent_recovery / gap
+    restored_held_out:     (forget_unlearned_held_out + latent_recovery - never_seen) / gap
+    hidden:                forgotten, and restored_held_out >= reversible_share: samples the
+                           attack never showed came back (the knowledge was hidden); `deleted`
+                           when they did not
+    """
+    gap = _difference(outcome["forget_base"], outcome["never_seen"])
+    forgetting = _share(_difference(outcome["forget_base"], outcome["forget_unlearned"]), gap)
+    forgotten = None if forgetting is None else forgetting >= thresholds["forgotten_share"]
+    restored = _share(
+        _difference(_sum(outcome["forget_unlearned_held_out"], outcome["latent_recovery"]), outcome["never_seen"]),
+        gap,
+    )
+    hidden = _reversible(forgotten, restored, thresholds["reversible_share"])
+    if outcome["latent_recovery"] is None and forgotten:
+        name = NOT_MEASURED
+    elif gap is not None and gap <= 0:
+        name = NO_GAP
+    elif forgotten is False:
+        name = NOT_FORGOTTEN
+    elif hidden is None:
+        name = UNDETERMINED
+    else:
+        name = HIDDEN if hidden else DELETED
+    return {
+        "latent_recovery": outcome["latent_recovery"],
+        "latent_recovery_share": _share(outcome["latent_recovery"], gap),
+        "restored_held_out": restored,
+        "hidden": hidden,
+        "regime_held_out": name,
+    }
+
+
 def _reversible(forgotten: bool | None, restored: float | None, share: float) -> bool | None:
     if forgotten is None or (forgotten and restored is None):
         return None

@@ -8,9 +8,16 @@ recovery of a budget is
   - (accuracy on the control data after relearning on it - that accuracy unlearned),
 with both raw gains kept beside it.
 
+Relearning on the forgotten samples cannot tell re-memorising from recalling: held-out recovery
+(`measure_held_out`, after Deeb and Roger 2024) relearns one part of them and measures the other,
+which the attack never saw. Its latent recovery is
+    (accuracy on the held-out part after relearning the other part - that accuracy unlearned)
+  - (the same run's gain on the control data),
+knowledge that comes back without being shown again: hidden, not deleted.
+
 The relearn job measures its model with these, in order: the unlearned model's accuracies, those
-under quantization (`quantization_measures`), then every budget against its control
-(`measure_budgets`, each run a `Relearner.train` from the unlearned weights).
+under quantization (`quantization_measures`), held-out recovery, then every budget against its
+control (`measure_budgets`); each run a `Relearner.train` from the unlearned weights.
 """
 
 from __future__ import annotations
@@ -128,6 +135,11 @@ class Relearner:
     def __post_init__(self) -> None:
         self.start = snapshot(self.model)
 
+    def measure_start(self, measure: Callable[[], dict]) -> dict:
+        """`measure` of the model at the weights every run starts from."""
+        restore(self.model, self.start)
+        return measure()
+
     def train(
         self, sequences: Sequence[Sequence[int]], run: Mapping, measure: Callable[[], dict], evaluate_every: int = 0
     ) -> tuple[TrainRecord, dict[int, dict]]:
@@ -152,6 +164,30 @@ class Relearner:
             )
         found = {e["step"]: {k: v for k, v in e.items() if k != "step"} for e in record.evaluations}
         return record, {s: found[s] if s in found else measure() for s in sorted(run["measure_at"])}
+
+
+def measure_held_out(
+    relearner: Relearner, relearned_part: Sequence[Sequence[int]], accuracy: Accuracy, steps: int
+) -> dict:
+    """Relearn `relearned_part` of the forgotten samples for `steps` steps at the primary learning
+    rate (the budget matched to the whole forget set: the attack of the regimes, shown half the
+    samples) and measure the `held_out` part and the control (`unseen`) before and after; the
+    held-out gain beyond the control's is the latent recovery."""
+    unlearned = relearner.measure_start(partial(accuracy, "held_out", "unseen"))
+    run = {"learning_rate": relearner.relearning["learning_rate"], "steps": steps, "measure_at": {steps}}
+    _, after = relearner.train(relearned_part, run, partial(accuracy, "held_out", "retain", "unseen"))
+    relearned = after[steps]
+    held_out_gain, control_gain = gain(relearned, unlearned, "held_out"), gain(relearned, unlearned, "unseen")
+    return {
+        "steps": steps,
+        "learning_rate": run["learning_rate"],
+        "relearned_samples": len(relearned_part),
+        "unlearned": unlearned,
+        "relearned": relearned,
+        "held_out_gain": held_out_gain,
+        "control_gain": control_gain,
+        "latent_recovery": controlled(held_out_gain, control_gain),
+    }
 
 
 def measure_budgets(

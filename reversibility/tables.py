@@ -16,11 +16,12 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .cell_data import SAME_RUN
 from .config import CELL_STAGES, STAGES, Cell, lr_label
 from .findings import FINDING_COLUMNS, finding_rows
 from .io import atomic_path, read_json, rerun_hint
 from .layout import RESULTS, curve_json, diagnostics_json, metrics_json
-from .metrics import ATTACKS, privacy_leak, regime
+from .metrics import ATTACKS, held_out_regime, privacy_leak, regime
 from .prediction import correlate
 
 KEY_COLUMNS = ["model", "dataset", "method", "n_requests", "learning_rate", "stage"]
@@ -83,6 +84,12 @@ REGIME_COLUMNS = CELL_COLUMNS + [
     "reversible_controlled",
     "regime_paper",
     "regime_controlled",
+    "forget_unlearned_held_out",
+    "latent_recovery",
+    "latent_recovery_share",
+    "restored_held_out",
+    "hidden",
+    "regime_held_out",
     "collapsed",
 ]
 REQUEST_COLUMNS = CELL_COLUMNS + [
@@ -93,7 +100,10 @@ REQUEST_COLUMNS = CELL_COLUMNS + [
     "collapsed",
 ]
 RELEARNING_COLUMNS = CELL_COLUMNS + ["step", "forget_accuracy", "retain_accuracy", "collapsed"]
+# What a recovery row is measured on: the forgotten samples relearned, or those held out of it.
+FORGOTTEN, HELD_OUT = "forgotten", "held_out"
 RECOVERY_COLUMNS = CELL_COLUMNS + [
+    "measured_on",
     "relearn_steps",
     "relearn_learning_rate",
     "primary",
@@ -129,14 +139,22 @@ PREDICTORS = {
     "fisher_js": "mean Fisher JS distance over layers",
     "forgetting": "forgetting (share of the memorisation gap)",
 }
-PREDICTION_TARGET = "controlled_recovery_share"
+# What they should predict, shares of the cell's memorisation gap: the controlled recovery of the
+# matched budget, and the latent recovery of forgotten samples that relearning never saw.
+PREDICTION_TARGETS = {
+    "controlled_recovery_share": "controlled recovery (share of the gap)",
+    "latent_recovery_share": "held-out latent recovery (share of the gap)",
+}
 PREDICTION_CELL_COLUMNS = (
-    CELL_COLUMNS + list(PREDICTORS) + [PREDICTION_TARGET, "forgotten", "regime_paper", "regime_controlled", "collapsed"]
+    CELL_COLUMNS
+    + list(PREDICTORS)
+    + list(PREDICTION_TARGETS)
+    + ["forgotten", "regime_paper", "regime_controlled", "regime_held_out", "collapsed"]
 )
 # The cells a correlation runs over: those that forgot (the result: only they have something to
 # recover) and all of them.
 CELL_SETS = ("forgotten", "all")
-PREDICTION_COLUMNS = ["model", "dataset", "cell_set", "diagnostic", "spearman", "low", "high", "cells"]
+PREDICTION_COLUMNS = ["model", "dataset", "target", "cell_set", "diagnostic", "spearman", "low", "high", "cells"]
 
 
 def cell_key(cell: Cell, stage: str) -> dict:
@@ -216,14 +234,16 @@ def benchmark_rows(cells: Iterable[Cell], stages: Sequence[str] = STAGES, result
 def regime_rows(metrics: list[dict], recovery: list[dict], thresholds: Mapping[str, float]) -> list[dict]:
     """One row per cell: its forget and retain accuracies by stage, the relearning budget matched
     to its forget set, and its regime in the paper's view and in the controlled view
-    (`metrics.regime`: forgetting and recovery as shares of the memorisation gap).
+    (`metrics.regime`: forgetting and recovery as shares of the memorisation gap), and hidden or
+    deleted as the held-out recovery judges it (`metrics.held_out_regime`).
 
     The raw relearned F.Acc of the primary budget (the relearned stage) is kept beside them.
     """
     by_cell: dict[tuple, dict[str, dict]] = {}
     for row in metrics:
         by_cell.setdefault(_cell_of(row), {})[row["stage"]] = row
-    matched = {_cell_of(row): row for row in recovery if _flag(row["matched"])}
+    matched = {_cell_of(row): row for row in recovery if _flag(row["matched"]) and row["measured_on"] == FORGOTTEN}
+    held_out = {_cell_of(row): row for row in recovery if row["measured_on"] == HELD_OUT}
     rows = []
     for key, stages in by_cell.items():
         accuracies = {
@@ -242,6 +262,9 @@ def regime_rows(metrics: list[dict], recovery: list[dict], thresholds: Mapping[s
             "never_seen": _number(stages["base"]["holdout_accuracy"]),
             **{name: _number(value) for name, value in measured.items()},
         }
+        held = held_out.get(key, {})
+        outcome["forget_unlearned_held_out"] = _optional(held.get("forget_unlearned"))
+        outcome["latent_recovery"] = _optional(held.get("controlled_recovery"))
         rows.append(
             {
                 **dict(zip(CELL_COLUMNS, key)),
@@ -250,6 +273,8 @@ def regime_rows(metrics: list[dict], recovery: list[dict], thresholds: Mapping[s
                 "matched_steps": budget.get("relearn_steps"),
                 **measured,
                 **regime(outcome, thresholds),
+                "forget_unlearned_held_out": outcome["forget_unlearned_held_out"],
+                **held_out_regime(outcome, thresholds),
                 "collapsed": stages["unlearned"]["collapsed"],
             }
         )
@@ -430,7 +455,9 @@ def relearning_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]
 
 def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, list]:
     """Controlled recovery per attack budget (which one is primary, which matched to the forget set,
-    and how the control was measured), and forget gains under quantization."""
+    and how the control was measured), measured on the forgotten samples relearned (`forgotten`)
+    and, in a row of its own, on the held-out ones (`held_out`: relearning saw the other part; its
+    controlled recovery is the latent recovery); and forget gains under quantization."""
     tables: dict[str, list] = {"recovery": [], "quantization": []}
     for cell in cells:
         reversal = read_json(curve_json(cell, "reversal", results))
@@ -440,6 +467,7 @@ def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, li
             tables["recovery"].append(
                 {
                     **key,
+                    "measured_on": FORGOTTEN,
                     "relearn_steps": budget["steps"],
                     "relearn_learning_rate": lr_label(budget["learning_rate"]),
                     "primary": budget["primary"],
@@ -458,6 +486,29 @@ def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, li
             )
             if budget["primary"]:
                 primary = budget["controlled_recovery"]
+        held_out = reversal.get("held_out")
+        if held_out:
+            before, after = held_out["unlearned"], held_out["relearned"]
+            tables["recovery"].append(
+                {
+                    **key,
+                    "measured_on": HELD_OUT,
+                    "relearn_steps": held_out["steps"],
+                    "relearn_learning_rate": lr_label(held_out["learning_rate"]),
+                    "primary": False,
+                    "matched": True,
+                    "control_kind": SAME_RUN,
+                    "forget_unlearned": before["held_out"]["accuracy"],
+                    "forget_relearned": after["held_out"]["accuracy"],
+                    "forget_gain": held_out["held_out_gain"],
+                    "control_unlearned": before["unseen"]["accuracy"],
+                    "control_relearned": after["unseen"]["accuracy"],
+                    "control_gain": held_out["control_gain"],
+                    "controlled_recovery": held_out["latent_recovery"],
+                    "retain_relearned": after["retain"]["accuracy"],
+                    "collapsed": collapsed,
+                }
+            )
         for quantized in reversal["quantization"]:
             tables["quantization"].append(
                 {
@@ -476,14 +527,14 @@ def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, li
 
 
 def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[dict]) -> list[dict]:
-    """Per cell: each predictor and the controlled recovery it should predict.
+    """Per cell: each predictor and the recoveries it should predict.
 
     The representation predictors compare the unlearned model with the base on the `common`
     samples (split `common` of the summary, sample set `common` of the Fisher), which do not
     change with N: on the cell's own forget set a cell with N = 100 would be measured on a
-    hundred times the samples of one with N = 1. The token predictor is the forgetting share
-    and the target the controlled recovery of the matched budget, both shares of the cell's
-    memorisation gap.
+    hundred times the samples of one with N = 1. The token predictor is the forgetting share;
+    the targets are the controlled recovery of the matched budget and the held-out latent
+    recovery, all shares of the cell's memorisation gap.
     """
     representations = {_cell_of(r): r for r in summary if r["stage"] == "unlearned" and r["split"] == "common"}
     js: dict[tuple, list[float]] = {}
@@ -501,10 +552,11 @@ def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[
                 "mean_pca_distance": summary_row.get("mean_pca_distance"),
                 "fisher_js": fmean(js[key]) if js.get(key) else None,
                 "forgetting": cell["forgetting"],
-                PREDICTION_TARGET: cell[PREDICTION_TARGET],
+                **{target: cell[target] for target in PREDICTION_TARGETS},
                 "forgotten": cell["forgotten"],
                 "regime_paper": cell["regime_paper"],
                 "regime_controlled": cell["regime_controlled"],
+                "regime_held_out": cell["regime_held_out"],
                 "collapsed": cell["collapsed"],
             }
         )
@@ -533,17 +585,27 @@ def cell_set(members: list[dict], name: str) -> list[dict]:
 
 
 def prediction_rows(cell_rows: list[dict], seed: int = 0) -> list[dict]:
-    """Spearman's rho of each predictor with the controlled recovery share, with a bootstrap
+    """Spearman's rho of each predictor with each target (`PREDICTION_TARGETS`), with a bootstrap
     interval and the number of cells with both numbers: per group (`prediction_groups`), over the
     cells that forgot and over all of them."""
     rows = []
     for (model, dataset), members in prediction_groups(cell_rows).items():
-        for name in CELL_SETS:
-            picked = cell_set(members, name)
-            target = [_optional(r[PREDICTION_TARGET]) for r in picked]
-            for predictor in PREDICTORS:
-                result = correlate([_optional(r[predictor]) for r in picked], target, seed=seed)
-                rows.append({"model": model, "dataset": dataset, "cell_set": name, "diagnostic": predictor, **result})
+        for target in PREDICTION_TARGETS:
+            for name in CELL_SETS:
+                picked = cell_set(members, name)
+                recovery = [_optional(r[target]) for r in picked]
+                for predictor in PREDICTORS:
+                    result = correlate([_optional(r[predictor]) for r in picked], recovery, seed=seed)
+                    rows.append(
+                        {
+                            "model": model,
+                            "dataset": dataset,
+                            "target": target,
+                            "cell_set": name,
+                            "diagnostic": predictor,
+                            **result,
+                        }
+                    )
     return rows
 
 

@@ -109,3 +109,25 @@ def test_fisher_counts_give_base_and_stage_the_same_samples():
     assert base == [8, 16, 20]
     for n in range(1, 6):
         assert set(cell_data.fisher_counts(20, 8, n_requests=n)) <= set(base)
+
+
+@pytest.mark.parametrize("n_requests, relearned_requests", [(2, {1}), (3, {1, 2}), (4, {1, 2})])
+def test_held_out_recovery_holds_out_whole_requests_at_n_of_two_and_more(two_domains, n_requests, relearned_requests):
+    code, _ = two_domains
+    relearned, held_out = cell_data.held_out_split(code, n_requests)
+    assert {r["request"] for r in relearned} == relearned_requests
+    assert {r["request"] for r in held_out} == set(range(1, n_requests + 1)) - relearned_requests
+    assert relearned + held_out == cell_data.forgotten(code, n_requests)
+
+
+def test_held_out_recovery_at_n_of_one_splits_the_request(two_domains, tmp_path):
+    code, _ = two_domains
+    relearned, held_out = cell_data.held_out_split(code, 1)
+    assert (ids(relearned), ids(held_out)) == ({"c-forget-0"}, {"c-forget-1"})
+    # A request of one sample cannot be split: refused, naming the keys that fix it.
+    single = tmp_path / "single"
+    single.mkdir()
+    write_jsonl(single / "forget.jsonl", [{"id": "s-0", "text": "s", "request": 1}])
+    write_json(single / "manifest.json", {"requests": {"count": 1, "size": 1}})
+    with pytest.raises(cell_data.DataError, match="relearning.held_out"):
+        cell_data.held_out_split(single, 1)

@@ -322,6 +322,14 @@ BAD_CONFIGS = {
         lambda c, _: c["relearning"].update(batch_size=9),
         ["relearning.batch_size", "9", "8 samples"],
     ),
+    "held-out recovery of a one-sample request": (
+        lambda c, _: (
+            c["datasets"]["github"].update(request_size=1, forget_requests=8),
+            c["grid"].update(n_requests=[1]),
+            c["relearning"].update(batch_size=1),
+        ),
+        ["relearning.held_out", "N = 1", "request_size = 1"],
+    ),
     "a retain batch larger than the retain split": (
         lambda c, _: (c["grid"].update(methods=["ga_gd"]), c["unlearning"].update(retain_batch_size=25)),
         ["unlearning.retain_batch_size", "25", "retain = 24"],

@@ -19,6 +19,7 @@ from reversibility.tables import (
     METRICS_COLUMNS,
     PREDICTION_CELL_COLUMNS,
     PREDICTION_COLUMNS,
+    PREDICTION_TARGETS,
     PREDICTORS,
     QUANTIZATION_COLUMNS,
     RECOVERY_COLUMNS,
@@ -154,13 +155,15 @@ def synthetic_tables():
                 regime_controlled="irreversible, retain kept",
             )
         )
-        for steps, relearn_lr in ((4, "0.0001"), (16, "0.0001"), (16, "0.001")):
+        budgets = ((4, "0.0001", "forgotten"), (16, "0.0001", "forgotten"), (16, "0.001", "forgotten"))
+        for steps, relearn_lr, measured_on in (*budgets, (8, "0.0001", "held_out")):
             recovery.append(
                 row(
                     RECOVERY_COLUMNS,
                     method=method,
                     n_requests=n,
                     learning_rate=lr,
+                    measured_on=measured_on,
                     relearn_steps=steps,
                     relearn_learning_rate=relearn_lr,
                     forget_gain=steps / 40,
@@ -191,14 +194,16 @@ def synthetic_tables():
                 fisher_js=0.1,
                 forgetting=0.4,
                 controlled_recovery_share=float(lr) * 500 + int(n) / 100,
+                latent_recovery_share=float(lr) * 100,
                 forgotten=n == "4",
             )
         )
     # Numbers no recomputation from the cells above would give: the figure must read them.
-    for k, (cell_set, predictor) in enumerate(itertools.product(CELL_SETS, PREDICTORS)):
+    for k, (target, cell_set, predictor) in enumerate(itertools.product(PREDICTION_TARGETS, CELL_SETS, PREDICTORS)):
         prediction.append(
             row(
                 PREDICTION_COLUMNS,
+                target=target,
                 cell_set=cell_set,
                 diagnostic=predictor,
                 spearman=0.1 + k / 100,
@@ -247,7 +252,7 @@ def test_panels_follow_the_grid(drawn):
     assert counts["continual_heatmaps"] == len(METHODS) * 4 + 1  # + the colour bar
     assert counts["fisher_histograms"] == len(METHODS) * len(LRS)
     assert counts["recovery_budgets"] == panels and counts["quantization_reversal"] == panels
-    assert counts["prediction_scatter"] == 4  # one panel per predictor
+    assert counts["prediction_scatter"] == len(PREDICTION_TARGETS) * len(PREDICTORS)  # a target per row
     assert counts["regime_map"] == 2  # the paper's view and the controlled one
 
 
@@ -296,10 +301,11 @@ def test_the_prediction_scatter_shows_the_numbers_of_the_prediction_table(tmp_pa
     tables = synthetic_tables()
     recovery_figures.prediction_scatter(tables["prediction_cells"], tables["prediction"], tmp_path / "prediction")
     titles = [title for _, _, _, title in kept[0]]
-    for k, (cell_set, _) in enumerate(itertools.product(CELL_SETS, PREDICTORS)):
+    for k, (target, cell_set, predictor) in enumerate(itertools.product(PREDICTION_TARGETS, CELL_SETS, PREDICTORS)):
         cells = 4 if cell_set == "forgotten" else 8
         line = f"{cell_set}: rho = {0.1 + k / 100:.2f} [-0.50, 0.75], {cells} cells"
-        assert line in titles[k % len(PREDICTORS)].split("\n")
+        panel = list(PREDICTION_TARGETS).index(target) * len(PREDICTORS) + list(PREDICTORS).index(predictor)
+        assert line in titles[panel].split("\n")
 
 
 def test_the_fisher_histograms_show_the_share_below_their_range(tmp_path, kept):

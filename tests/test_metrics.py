@@ -182,3 +182,34 @@ def test_a_base_without_memorisation_gap_has_no_shares():
     assert result["raw_recovery_share"] is None and result["controlled_recovery_share"] is None
     assert result["reversible_paper"] is None and result["reversible_controlled"] is None
     assert result["damage"] == pytest.approx(0.5) and result["catastrophic"] is False
+
+
+@pytest.mark.parametrize(
+    "held_out, latent, expected",
+    [
+        # Gap 0.6 - 0.2 = 0.4; back to 0.1 + 0.3 = 0.4 is (0.4 - 0.2) / 0.4 = 0.5 < 0.7 of it: deleted.
+        (0.1, 0.3, "deleted"),
+        # 0.1 + 0.4 = 0.5: (0.5 - 0.2) / 0.4 = 0.75 of the gap, on samples relearning never saw.
+        (0.1, 0.4, "hidden"),
+        (0.1, None, "not measured"),
+        (None, 0.4, "undetermined"),
+    ],
+)
+def test_held_out_recovery_tells_hidden_from_deleted_by_hand(held_out, latent, expected):
+    from reversibility.metrics import held_out_regime
+
+    result = held_out_regime(outcome(forget_unlearned_held_out=held_out, latent_recovery=latent), THRESHOLDS)
+    assert result["regime_held_out"] == expected
+    if expected in ("hidden", "deleted"):
+        assert result["latent_recovery_share"] == pytest.approx(latent / 0.4)
+        assert result["restored_held_out"] == pytest.approx((held_out + latent - 0.2) / 0.4)
+        assert result["hidden"] is (expected == "hidden")
+
+
+def test_held_out_recovery_needs_a_forgotten_cell_with_a_gap():
+    from reversibility.metrics import held_out_regime
+
+    extra = {"forget_unlearned_held_out": 0.5, "latent_recovery": 0.4}
+    assert held_out_regime(outcome(forget_unlearned=0.5, **extra), THRESHOLDS)["regime_held_out"] == "not forgotten"
+    no_gap = held_out_regime(outcome(never_seen=0.6, **extra), THRESHOLDS)
+    assert no_gap["regime_held_out"] == "no memorisation gap" and no_gap["latent_recovery_share"] is None

@@ -186,6 +186,10 @@ class StubRelearner:
         self.runs.append((sequences, run["steps"], run["learning_rate"], evaluate_every))
         return TrainRecord(steps=[{"run": len(self.runs)}]), {s: measure() for s in sorted(run["measure_at"])}
 
+    def measure_start(self, measure):
+        self.trained_on = None
+        return measure()
+
     def accuracy(self, *names):
         value = 0.4 if self.trained_on == "samples" else 0.2
         return {name: {"accuracy": value} for name in names or ("forget", "retain")}
@@ -229,3 +233,22 @@ def test_every_budget_is_measured_against_its_control(control_kind):
         assert budget["forget_gain"] == pytest.approx(0.3)
         assert budget["control_gain"] == pytest.approx(expected_control_gain)
         assert budget["controlled_recovery"] == pytest.approx(0.3 - expected_control_gain)
+
+
+def test_held_out_recovery_relearns_one_part_and_measures_the_other_against_the_same_run():
+    from reversibility.reversal import measure_held_out
+
+    relearner = StubRelearner()
+    relearner.trained_on = "control"  # left over from an earlier run: the start is measured afresh
+
+    def accuracy(*names):
+        # Unlearned 0.1 everywhere; after relearning "part" 0.45 on the held-out part, 0.25 on the control.
+        after = {"held_out": 0.45, "retain": 0.5, "unseen": 0.25}
+        return {n: {"accuracy": after[n] if relearner.trained_on == "part" else 0.1} for n in names}
+
+    held_out = measure_held_out(relearner, "part", accuracy, steps=3)
+    assert relearner.runs == [("part", 3, 1e-3, 0)]  # one run, the matched steps at the primary rate
+    assert held_out["unlearned"] == {"held_out": {"accuracy": 0.1}, "unseen": {"accuracy": 0.1}}
+    assert held_out["held_out_gain"] == pytest.approx(0.35) and held_out["control_gain"] == pytest.approx(0.15)
+    assert held_out["latent_recovery"] == pytest.approx(0.2)
+    assert held_out["relearned"]["retain"] == {"accuracy": 0.5}

@@ -172,3 +172,44 @@ def test_relearning_on_another_source_is_controlled_by_the_same_run(micro_run, t
         assert budget["control_gain"] == pytest.approx(
             budget["relearned"]["unseen"]["accuracy"] - reversal["unlearned"]["unseen"]["accuracy"]
         )
+
+
+def test_held_out_recovery_never_trains_on_what_it_measures_and_leaves_the_relearned_stage_as_it_was(
+    micro_run, tmp_path
+):
+    import torch
+
+    from reversibility import cell_data
+    from reversibility.models import load_checkpoint
+    from reversibility.stages.training_jobs import tokenized
+
+    forgot = unlearn(micro_run, tmp_path, lr=1e-3)
+    cell = "micro/github/ga/n2/lr0.001"
+    relearn(micro_run, forgot, tmp_path / "with", cell)
+    relearn(micro_run, forgot, tmp_path / "without", cell, held_out=False)
+    # The held-out run comes first and the primary budget's run starts from the unlearned weights
+    # again: the relearned stage is the same bit for bit.
+    assert sha256_file(tmp_path / "with/relearned/model.safetensors") == sha256_file(
+        tmp_path / "without/relearned/model.safetensors"
+    )
+    assert read_json(tmp_path / "without/reversal.json")["held_out"] is None
+    held_out = read_json(tmp_path / "with/reversal.json")["held_out"]
+    relearned_part, held_out_part = cell_data.held_out_split(micro_run / "results/data/github", 2)
+    assert held_out["relearned_samples"] == len(relearned_part) == CONFIG["datasets"]["github"]["request_size"]
+    assert held_out["steps"] == read_json(tmp_path / "with/reversal.json")["matched_steps"]
+    # The unlearned model's accuracy on the held-out request, one sample at a time, unpadded.
+    model, tokenizer = load_checkpoint(forgot, "cpu", torch.float32)
+    correct = tokens = 0
+    with torch.no_grad():
+        for ids in tokenized(tokenizer, held_out_part, 64):
+            logits = model(torch.tensor([ids])).logits[0, :-1]
+            correct += int((logits.argmax(-1) == torch.tensor(ids[1:])).sum())
+            tokens += len(ids) - 1
+    assert (held_out["unlearned"]["held_out"]["correct"], held_out["unlearned"]["held_out"]["tokens"]) == (
+        correct,
+        tokens,
+    )
+    assert held_out["latent_recovery"] == pytest.approx(held_out["held_out_gain"] - held_out["control_gain"])
+    assert held_out["held_out_gain"] == pytest.approx(
+        held_out["relearned"]["held_out"]["accuracy"] - held_out["unlearned"]["held_out"]["accuracy"]
+    )

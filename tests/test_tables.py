@@ -14,6 +14,7 @@ from reversibility.tables import (
     CELL_COLUMNS,
     LAYER_MEASURES,
     PREDICTION_CELL_COLUMNS,
+    PREDICTION_TARGETS,
     PREDICTORS,
     prediction_cell_rows,
     prediction_groups,
@@ -36,9 +37,10 @@ def write(path, data):
 # --------------------------------------------------------------------------- regimes
 
 
-def cell_rows(method, base, unlearned, relearned, matched, never_seen=0.2, retain_unlearned=0.6, n=1):
+def cell_rows(method, base, unlearned, relearned, matched, never_seen=0.2, retain_unlearned=0.6, n=1, held_out=None):
     """Metrics and recovery rows of one cell. `matched`: (raw relearned F.Acc, controlled recovery)
-    of the matched budget, which here is not the primary one."""
+    of the matched budget, which here is not the primary one; `held_out`: (unlearned F.Acc on the
+    held-out part, latent recovery) of a held-out row."""
     key = dict(zip(CELL_COLUMNS, ("tiny", "toy", method, n, "0.001")))
     stages = (("base", base, 0.6), ("unlearned", unlearned, retain_unlearned), ("relearned", relearned, 0.6))
     metrics = [
@@ -56,6 +58,7 @@ def cell_rows(method, base, unlearned, relearned, matched, never_seen=0.2, retai
     recovery = [
         {
             **key,
+            "measured_on": "forgotten",
             "relearn_steps": 16,
             "primary": True,
             "matched": False,
@@ -65,6 +68,7 @@ def cell_rows(method, base, unlearned, relearned, matched, never_seen=0.2, retai
         },
         {
             **key,
+            "measured_on": "forgotten",
             "relearn_steps": 24,
             "primary": False,
             "matched": True,
@@ -73,6 +77,21 @@ def cell_rows(method, base, unlearned, relearned, matched, never_seen=0.2, retai
             "controlled_recovery": controlled,
         },
     ]
+    if held_out:
+        # Also the matched budget (and read from a CSV: strings), measured on the held-out part.
+        recovery.append(
+            {
+                **key,
+                "measured_on": "held_out",
+                "relearn_steps": "24",
+                "primary": "False",
+                "matched": "True",
+                "forget_unlearned": str(held_out[0]),
+                "forget_relearned": "0.99",
+                "forget_gain": "0.99",
+                "controlled_recovery": str(held_out[1]),
+            }
+        )
     return metrics, recovery
 
 
@@ -93,6 +112,21 @@ def test_regimes_are_judged_on_the_matched_budget_as_shares_of_the_gap():
     assert row["regime_paper"] == "reversible, retain kept"
     assert row["regime_controlled"] == "irreversible, retain kept"
     assert row["damaged"] is False and row["damage"] == 0.0
+    assert row["regime_held_out"] == "not measured" and row["latent_recovery"] is None
+
+
+def test_held_out_recovery_judges_hidden_or_deleted_apart_from_the_matched_budget():
+    # Gap 0.7; the held-out part (unlearned 0.25) gains 0.45 beyond the control:
+    # (0.25 + 0.45 - 0.2) / 0.7 = 0.714 >= 0.7 of the gap came back on samples never relearned.
+    metrics, recovery = cell_rows(
+        "ga", base=0.9, unlearned=0.2, relearned=0.3, matched=(0.8, 0.35), held_out=(0.25, 0.45)
+    )
+    (row,) = regime_rows(metrics, recovery, THRESHOLDS)
+    assert row["controlled_recovery_matched"] == 0.35 and row["regime_controlled"] == "irreversible, retain kept"
+    assert row["forget_unlearned_held_out"] == 0.25 and row["latent_recovery"] == 0.45
+    assert row["latent_recovery_share"] == pytest.approx(0.45 / 0.7)
+    assert row["restored_held_out"] == pytest.approx(0.5 / 0.7)
+    assert row["hidden"] is True and row["regime_held_out"] == "hidden"
 
 
 @pytest.mark.parametrize(
@@ -238,9 +272,11 @@ def regime_row(model, dataset, method, forgetting, recovery_share, forgotten=Tru
         **dict(zip(CELL_COLUMNS, (model, dataset, method, 1, "0.001"))),
         "forgetting": forgetting,
         "controlled_recovery_share": recovery_share,
+        "latent_recovery_share": recovery_share / 2,
         "forgotten": forgotten,
         "regime_paper": "reversible, retain kept",
         "regime_controlled": "irreversible, retain kept",
+        "regime_held_out": "deleted",
         "collapsed": False,
     }
 
@@ -262,6 +298,7 @@ def test_prediction_cells_take_every_diagnostic_from_the_common_samples():
     assert row["mean_cka"] == 0.3 and row["mean_pca_distance"] == 3.0
     assert row["fisher_js"] == pytest.approx(0.3)
     assert row["forgetting"] == 0.9 and row["controlled_recovery_share"] == 0.4 and row["forgotten"] is True
+    assert row["latent_recovery_share"] == 0.2 and row["regime_held_out"] == "deleted"
     assert set(row) == set(PREDICTION_CELL_COLUMNS)
 
 
@@ -287,8 +324,14 @@ def test_prediction_correlates_over_the_cells_that_forgot_and_over_all_of_them()
     for k in range(4):
         row = regime_row("tiny", "toy", f"idle{k}", 0.1 - 0.01 * k, 0.45 - 0.1 * k, forgotten=False)
         cells.append({**row, "mean_cka": 0.9 + 0.01 * k, "mean_pca_distance": 30 + k, "fisher_js": 9 + k})
-    rows = {(r["cell_set"], r["diagnostic"]): r for r in prediction_rows(cells, seed=3)}
-    assert set(rows) == {(s, p) for s in ("forgotten", "all") for p in PREDICTORS}
+    all_rows = prediction_rows(cells, seed=3)
+    assert {(r["target"], r["cell_set"], r["diagnostic"]) for r in all_rows} == {
+        (t, s, p) for t in PREDICTION_TARGETS for s in ("forgotten", "all") for p in PREDICTORS
+    }
+    # The latent recovery is half the controlled one in every cell: the same ranks, the same rho.
+    latent = {(r["cell_set"], r["diagnostic"]): r for r in all_rows if r["target"] == "latent_recovery_share"}
+    rows = {(r["cell_set"], r["diagnostic"]): r for r in all_rows if r["target"] == "controlled_recovery_share"}
+    assert all(latent[key]["spearman"] == pytest.approx(rows[key]["spearman"]) for key in rows)
     assert all(r["model"] == "tiny" and r["dataset"] == "toy" for r in rows.values())
     for predictor in PREDICTORS:
         forgotten = rows["forgotten", predictor]
@@ -310,7 +353,11 @@ def test_prediction_reads_its_cells_back_from_the_csv(tmp_path):
         for k in range(6)
     ]
     write_csv(tmp_path / "cells.csv", PREDICTION_CELL_COLUMNS, cells)
-    rows = {(r["cell_set"], r["diagnostic"]): r for r in prediction_rows(read_csv(tmp_path / "cells.csv"))}
+    rows = {
+        (r["cell_set"], r["diagnostic"]): r
+        for r in prediction_rows(read_csv(tmp_path / "cells.csv"))
+        if r["target"] == "controlled_recovery_share"
+    }
     assert rows["forgotten", "mean_cka"]["cells"] == 4 and rows["all", "mean_cka"]["cells"] == 6
     assert rows["forgotten", "mean_cka"]["spearman"] == pytest.approx(1.0)
     assert rows["all", "mean_pca_distance"]["cells"] == 0 and math.isnan(rows["all", "mean_pca_distance"]["spearman"])

@@ -7,29 +7,31 @@ import math
 
 import numpy as np
 
-from ..tables import CELL_SETS, PREDICTION_TARGET, PREDICTORS
+from ..tables import CELL_SETS, HELD_OUT, PREDICTION_TARGETS, PREDICTORS
 from .frame import cell_panels, colour, empty, legend, methods_of, number, panels, save
 
 
 def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
     """Controlled recovery (solid) and raw forget gain (dashed) against the relearning budget,
-    one line per method, one panel per (N, lr) of unlearning."""
+    one line per method, one panel per (N, lr) of unlearning; the held-out recovery (relearning one
+    part of the forgotten samples, measured on the other) last, apart."""
     if not recovery:
         return empty(stem, "Recovery against attack strength", "no relearning budgets")
-    budgets = sorted(
-        {(r["relearn_learning_rate"], int(r["relearn_steps"])) for r in recovery}, key=lambda b: (float(b[0]), b[1])
-    )
+
+    def budget(row) -> tuple:
+        return (row["measured_on"] == HELD_OUT, float(row["relearn_learning_rate"]), int(row["relearn_steps"]))
+
+    budgets = sorted({budget(r) for r in recovery})
 
     def draw(ax, panel):
         for method in methods_of(panel):
-            by_budget = {
-                (r["relearn_learning_rate"], int(r["relearn_steps"])): r for r in panel if r["method"] == method
-            }
+            by_budget = {budget(r): r for r in panel if r["method"] == method}
             for column, style, label in (("controlled_recovery", "-", "controlled"), ("forget_gain", "--", "raw")):
                 ys = [number(by_budget[b][column]) if b in by_budget else math.nan for b in budgets]
                 ax.plot(range(len(budgets)), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
         ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xticks(range(len(budgets)), [f"{steps} steps\nlr={rate}" for rate, steps in budgets], fontsize=7)
+        ticks = [f"{'held out, ' if held else ''}{steps} steps\nlr={rate:g}" for held, rate, steps in budgets]
+        ax.set_xticks(range(len(budgets)), ticks, fontsize=7)
 
     return cell_panels(
         recovery,
@@ -77,37 +79,43 @@ def quantization_reversal(quantization: list[dict], stem, title: str = "") -> in
 
 
 def prediction_scatter(cells: list[dict], prediction: list[dict], stem, title: str = "") -> int:
-    """The controlled recovery share of the matched budget against each predictor, one panel per
-    predictor; cells that forgot are filled, the others hollow. Each panel's title gives
-    Spearman's rho with its bootstrap interval over the cells that forgot and over all cells,
-    read from the prediction table (so the figure shows the table's numbers)."""
+    """Each recovery target (rows: the controlled recovery of the matched budget, the held-out
+    latent recovery) against each predictor (columns); cells that forgot are filled, the others
+    hollow. Each panel's title gives Spearman's rho with its bootstrap interval over the cells
+    that forgot and over all cells, read from the prediction table (so the figure shows the
+    table's numbers)."""
     if not cells:
         return empty(stem, "Prediction of reversibility", "no cells")
-    correlations = {(r["cell_set"], r["diagnostic"]): r for r in prediction}
-    fig, axes = panels(1, len(PREDICTORS), width=3.4, sharey=True)
-    recovery = [number(r[PREDICTION_TARGET]) for r in cells]
-    for ax, (name, label) in zip(axes[0], PREDICTORS.items()):
-        values = [number(r[name]) for r in cells]
-        for method in methods_of(cells):
-            for forgotten in (True, False):
-                picked = [
-                    k for k, r in enumerate(cells) if r["method"] == method and (r["forgotten"] == "True") == forgotten
-                ]
-                if not picked:
-                    continue
-                ax.scatter(
-                    [values[k] for k in picked],
-                    [recovery[k] for k in picked],
-                    s=18,
-                    edgecolors=colour(method),
-                    facecolors=colour(method) if forgotten else "none",
-                    label=method if forgotten else f"{method} (not forgotten)",
-                )
-        ax.set_title("\n".join(_rho_label(which, correlations[(which, name)]) for which in CELL_SETS), fontsize=8)
-        ax.set_xlabel(label, fontsize=8)
-        ax.axhline(0, color="black", linewidth=0.6)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("controlled recovery (share of the gap)")
+    correlations = {(r["target"], r["cell_set"], r["diagnostic"]): r for r in prediction}
+    fig, axes = panels(len(PREDICTION_TARGETS), len(PREDICTORS), width=3.4, sharey="row")
+    for row, (target, target_label) in zip(axes, PREDICTION_TARGETS.items()):
+        recovery = [number(r[target]) for r in cells]
+        for ax, (name, label) in zip(row, PREDICTORS.items()):
+            values = [number(r[name]) for r in cells]
+            for method in methods_of(cells):
+                for forgotten in (True, False):
+                    picked = [
+                        k
+                        for k, r in enumerate(cells)
+                        if r["method"] == method and (r["forgotten"] == "True") == forgotten
+                    ]
+                    if not picked:
+                        continue
+                    ax.scatter(
+                        [values[k] for k in picked],
+                        [recovery[k] for k in picked],
+                        s=18,
+                        edgecolors=colour(method),
+                        facecolors=colour(method) if forgotten else "none",
+                        label=method if forgotten else f"{method} (not forgotten)",
+                    )
+            ax.set_title(
+                "\n".join(_rho_label(which, correlations[(target, which, name)]) for which in CELL_SETS), fontsize=8
+            )
+            ax.set_xlabel(label, fontsize=8)
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(target_label, fontsize=8)
     legend(fig, axes)
     fig.suptitle(title or "Do the diagnostics of the unlearned model predict how much comes back?")
     fig.tight_layout()

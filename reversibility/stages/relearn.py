@@ -6,7 +6,9 @@ quantized, and its capture; then, from the same weights, every attack budget (th
 extra ones and the one matched to the forget set) relearned on the relearning set against a
 control on never-seen samples of the same domain (cell_data.py: a separate run of the same budget
 when relearning on the forgotten samples, the same run measured there for any other source). The
-primary budget's model is the relearned stage: saved and captured.
+primary budget's model is the relearned stage: saved and captured. Relearning on the forgotten
+samples, held-out recovery runs first (`relearning.held_out`): the matched budget on one part of
+them, measured on the other.
 
 Quantization rounds float32 weights; captures read the weights cast to `dtype`. Sharded
 (sharding.py), the first process alone measures, quantizes and captures the unlearned model, on
@@ -28,7 +30,7 @@ from ..io import read_json, write_json
 from ..models import load_checkpoint, merge_adapter, pick_device
 from ..precision import WEIGHTS, Precision
 from ..provenance import CHECKPOINT_RECORD, Recorder
-from ..reversal import Relearner, matched_steps, measure_budgets, quantization_measures
+from ..reversal import Relearner, matched_steps, measure_budgets, measure_held_out, quantization_measures
 from ..runtime import configure_torch
 from ..seeds import derive_seed
 from .capture import capture_model
@@ -107,16 +109,22 @@ def relearn(
         benchmarks=benchmarks,
         benchmark_dirs=benchmark_dirs,
     )
+    control_kind = cell_data.control_kind(data_dir, source_data_dir, relearning["source"])
+    # Held out: what relearning on the cell's own forgotten samples never shows (other sources
+    # show none of them: their controlled recovery is already a held-out one).
+    split = None
+    if relearning["held_out"] and control_kind == cell_data.SEPARATE_RUN:
+        split = cell_data.held_out_split(data_dir, n_requests)
+    probes = probe_sets(data_dir, n_requests, curves["retain_samples"])
     job = load_unlearned(
         unlearned_dir,
         device if group.main else "cpu",
         Precision.of(dtype, device),
-        probe_sets(data_dir, n_requests, curves["retain_samples"]),
+        {**probes, "held_out": split[1]} if split else probes,
         max_length,
     )
     relearning_set = cell_data.relearning_set(data_dir, source_data_dir, relearning["source"], n_requests)
     samples = tokenized(job.tokenizer, relearning_set, max_length)
-    control_kind = cell_data.control_kind(data_dir, source_data_dir, relearning["source"])
 
     # The first process alone measures and captures the model it starts from, as one process would.
     capture_unlearned = partial(capture, checkpoint_dir=unlearned_dir, out_path=captures["unlearned"])
@@ -140,6 +148,9 @@ def relearn(
         len(job.probes["unseen"]),
     )
     matched = matched_steps(relearning, len(job.probes["forget"]))
+    held_out = None
+    if split:
+        held_out = measure_held_out(relearner, tokenized(job.tokenizer, split[0], max_length), job.accuracy, matched)
     budgets, record = measure_budgets(
         relearner,
         samples,
@@ -169,6 +180,7 @@ def relearn(
                 "matched_steps": matched,
                 "unlearned": unlearned,
                 "budgets": budgets,
+                "held_out": held_out,
                 "quantization": quantized,
             },
         )

@@ -163,6 +163,22 @@ def relearning_can_exceed_the_base(cells: list[dict], _signature) -> tuple[str, 
     return (HOLDS if above else DOES_NOT_HOLD), evidence, read_from
 
 
+def forgotten_samples_return_unseen(cells: list[dict], _signature) -> tuple[str, str, str]:
+    """Deeb and Roger (2024): relearning part of the forgotten facts brings the others back."""
+    read_from = "regimes.csv: regime_held_out, latent_recovery_share, cells that forgot"
+    measured = [c for c in cells if _flag(c["forgotten"]) and c["regime_held_out"] in ("hidden", "deleted")]
+    if not measured:
+        return NOT_TESTABLE, "no cell that forgot has a held-out recovery", read_from
+    hidden = sum(c["regime_held_out"] == "hidden" for c in measured)
+    shares = [_number(c["latent_recovery_share"]) for c in measured]
+    verdict = HOLDS if 2 * hidden > len(measured) else PARTLY if hidden else DOES_NOT_HOLD
+    evidence = (
+        f"{hidden} of {len(measured)} cells that forgot get their held-out forgotten samples back (hidden, "
+        f"not deleted); latent recovery {_range(shares)} of the gap, mean {_finite_mean(shares):.2f}"
+    )
+    return verdict, evidence, read_from
+
+
 CLAIMS: dict[str, Callable[[list[dict], Mapping], tuple[str, str, str]]] = {
     "single unlearning is mostly reversible": single_unlearning_is_mostly_reversible,
     "continual unlearning collapses": continual_unlearning_collapses,
@@ -171,6 +187,8 @@ CLAIMS: dict[str, Callable[[list[dict], Mapping], tuple[str, str, str]]] = {
         irreversible_forgetting_moves_the_representations
     ),
     "relearning can exceed the base": relearning_can_exceed_the_base,
+    # Beyond the paper: relearning the forgotten samples themselves cannot tell recall from re-learning.
+    "forgotten samples come back without being relearned": forgotten_samples_return_unseen,
 }
 
 

@@ -7,6 +7,7 @@ from reversibility.findings import (
     PARTLY,
     continual_unlearning_collapses,
     finding_rows,
+    forgotten_samples_return_unseen,
     ga_and_rlabel_over_forget,
     irreversible_forgetting_moves_the_representations,
     relearning_can_exceed_the_base,
@@ -28,6 +29,8 @@ def cell(
     retain=0.6,
     forget_base=0.4,
     relearned=0.35,
+    held_out="deleted",
+    latent=0.1,
 ):
     return {
         "model": "tiny",
@@ -44,6 +47,8 @@ def cell(
         "retain_unlearned": retain,
         "forget_base": forget_base,
         "forget_relearned": relearned,
+        "regime_held_out": held_out,
+        "latent_recovery_share": latent,
     }
 
 
@@ -118,6 +123,19 @@ def test_relearning_beyond_the_base():
     )
     assert relearning_can_exceed_the_base([cell(relearned=0.3)], {})[0] == DOES_NOT_HOLD
     assert relearning_can_exceed_the_base([cell(forgotten=False)], {})[0] == NOT_TESTABLE
+
+
+def test_forgotten_samples_coming_back_unseen_is_judged_on_the_held_out_regime():
+    cells = [cell(held_out="hidden", latent=0.9), cell(latent=0.2), cell(held_out="hidden", latent=0.8)]
+    assert forgotten_samples_return_unseen(cells, {})[:2] == (
+        HOLDS,
+        "2 of 3 cells that forgot get their held-out forgotten samples back (hidden, not deleted); "
+        "latent recovery 0.20 to 0.90 of the gap, mean 0.63",
+    )
+    assert forgotten_samples_return_unseen(cells[1:], {})[0] == PARTLY
+    assert forgotten_samples_return_unseen(cells[1:2], {})[0] == DOES_NOT_HOLD
+    unmeasured = [cell(held_out="not measured"), cell(forgotten=False, held_out="not forgotten")]
+    assert forgotten_samples_return_unseen(unmeasured, {})[0] == NOT_TESTABLE
 
 
 def test_rows_read_back_from_csv_give_the_same_findings(tmp_path):

@@ -153,6 +153,7 @@ def synthetic_tables():
                 damaged=n == "4",
                 regime_paper="reversible, retain kept",
                 regime_controlled="irreversible, retain kept",
+                regime_held_out="hidden" if n == "4" else "deleted",
             )
         )
         budgets = ((4, "0.0001", "forgotten"), (16, "0.0001", "forgotten"), (16, "0.001", "forgotten"))
@@ -253,7 +254,7 @@ def test_panels_follow_the_grid(drawn):
     assert counts["fisher_histograms"] == len(METHODS) * len(LRS)
     assert counts["recovery_budgets"] == panels and counts["quantization_reversal"] == panels
     assert counts["prediction_scatter"] == len(PREDICTION_TARGETS) * len(PREDICTORS)  # a target per row
-    assert counts["regime_map"] == 2  # the paper's view and the controlled one
+    assert counts["regime_map"] == 3  # the paper's view, the controlled one and the held-out one
 
 
 @pytest.fixture
@@ -288,9 +289,11 @@ def test_per_layer_curves_have_one_series_per_method_and_stage(tmp_path, kept):
 
 
 def test_the_regime_map_shows_the_paper_view_beside_the_controlled_one(tmp_path, kept):
-    assert token_figures.regime_map(synthetic_tables()["regimes"], tmp_path / "regimes") == 2
-    ((paper, controlled),) = kept
+    assert token_figures.regime_map(synthetic_tables()["regimes"], tmp_path / "regimes") == 3
+    ((paper, controlled, held_out),) = kept
     assert paper[3].startswith("paper") and controlled[3].startswith("controlled")
+    assert held_out[3].startswith("held out")
+    assert sum(t.startswith("hidden") for t in held_out[2]) == len(METHODS) * len(LRS)  # the N = 4 cells
     cells = len(METHODS) * len(NS) * len(LRS)
     assert sum(t.startswith("reversible\nretain kept") for t in paper[2]) == cells
     assert sum(t.startswith("irreversible\nretain kept") for t in controlled[2]) == cells

@@ -18,15 +18,20 @@ REGIME_COLOURS = {
     "reversible, catastrophic": "#a6d96a",
     "irreversible, retain kept": "#e41a1c",
     "irreversible, catastrophic": "#984ea3",
+    "hidden": "#fdae61",
+    "deleted": "#2b83ba",
+    "not measured": "#f0f0f0",
     "not forgotten": "#bdbdbd",
     "no memorisation gap": "#fdd0a2",
     "undetermined": "#ffffff",
 }
 # The two views of reversibility (metrics.regime): the paper's, on the raw relearned F.Acc, and
-# the controlled one, on the unlearned F.Acc plus the controlled recovery.
+# the controlled one, on the unlearned F.Acc plus the controlled recovery; and hidden or deleted
+# (metrics.held_out_regime), on forgotten samples the relearning never saw.
 REGIME_VIEWS = {
     "regime_paper": "paper: raw relearned F.Acc",
     "regime_controlled": "controlled: minus the control's gain",
+    "regime_held_out": "held out: samples never relearned",
 }
 
 
@@ -217,7 +222,7 @@ def benchmark_accuracy(benchmarks: list[dict], stem, title: str = "") -> int:
 
 
 def regime_map(regimes: list[dict], stem, title: str = "") -> int:
-    """The regime of every cell in both views, one panel each: methods down, (N, lr) across;
+    """The regime of every cell in each view, one panel each: methods down, (N, lr) across;
     cells whose forget accuracy fell below the never-seen level are marked damaged."""
     methods = methods_of(regimes)
     columns = sorted({(r["n_requests"], r["learning_rate"]) for r in regimes}, key=lambda c: (int(c[0]), float(c[1])))
@@ -225,7 +230,7 @@ def regime_map(regimes: list[dict], stem, title: str = "") -> int:
     for ax, (view, label) in zip(axes[0], REGIME_VIEWS.items()):
         _regime_panel(ax, regimes, view, methods, columns)
         ax.set_title(label, fontsize=9)
-    fig.suptitle(title or "Regimes: reversible or irreversible forgetting, catastrophic or not")
+    fig.suptitle(title or "Regimes: reversible or irreversible forgetting, catastrophic or not; hidden or deleted")
     fig.tight_layout()
     return save(fig, stem)
 

@@ -2,6 +2,7 @@
 identical classes, an out-of-fold loop of its own with a Mann-Whitney U, invariance to a massive
 activation, and too few samples."""
 
+import json
 import warnings
 
 import numpy as np
@@ -101,3 +102,54 @@ def test_a_fit_that_does_not_converge_warns_and_keeps_its_auc():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert probe_auc(members, nonmembers).converged
+
+
+# --------------------------------------------------------------------------- in the diagnostics stage
+
+
+def write_cell(tmp_path, shifts, far_second_request=False, seed=0):
+    """A capture of 3 layers whose forget samples of request 1 are shifted by `shifts[layer]`
+    along one axis, and a data folder with two requests of 40 samples each, request 2 first in the
+    capture's order."""
+    from reversibility.activations import write_capture
+
+    rng = np.random.default_rng(seed)
+    forget_ids = [f"f{i}" for i in range(80)]
+    features = {"forget": [], "holdout": [], "retain": []}
+    for shift in shifts:
+        forget = rng.normal(size=(80, 8))
+        forget[40:, 0] += shift
+        if far_second_request:  # samples outside the cell's forget set (N = 1) that would be easy
+            forget[:40, 1] += 50.0
+        features["forget"].append(forget)
+        features["holdout"].append(rng.normal(size=(60, 8)))
+        features["retain"].append(rng.normal(size=(10, 8)))
+    ids = {"forget": forget_ids, "holdout": [f"h{i}" for i in range(60)], "retain": [f"r{i}" for i in range(10)]}
+    path = tmp_path / f"capture-{seed}.h5"
+    layers = ["model.embed_tokens", "model.layers.0", "model.norm"]
+    splits = {split: {"ids": ids[split], "features": features[split], "stats": {}} for split in features}
+    write_capture(path, layers, splits, {"pooling": "mean"})
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(exist_ok=True)
+    records = [{"id": sample, "request": 2 - i // 40, "text": sample} for i, sample in enumerate(forget_ids)]
+    (data_dir / "forget.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path, data_dir
+
+
+def test_the_diagnostics_probe_the_stage_and_the_base_on_the_cells_forget_set(tmp_path):
+    from reversibility.io import read_json
+    from reversibility.stages.diagnostics import diagnostics
+
+    base, data_dir = write_cell(tmp_path, shifts=(0.0, 4.0, 4.0), seed=1)
+    stage, _ = write_cell(tmp_path, shifts=(0.0, 0.0, 4.0), far_second_request=True, seed=2)
+    diagnostics(base, stage, data_dir, tmp_path / "on.json", n_requests=1)
+    probe = read_json(tmp_path / "on.json")["membership_probe"]
+    assert probe["base"]["pooling"] == probe["stage"]["pooling"] == "mean"
+    assert probe["stage"]["samples_per_class"] == 40 and probe["stage"]["folds"] == 5
+    assert all(probe["stage"]["converged"]) and probe["stage"]["reason"] == ""
+    base_auc, stage_auc = probe["base"]["auc"], probe["stage"]["auc"]
+    assert base_auc[0] == pytest.approx(0.5, abs=0.2) and min(base_auc[1:]) > 0.95
+    assert stage_auc[0] == pytest.approx(0.5, abs=0.2) and stage_auc[1] == pytest.approx(0.5, abs=0.2)
+    assert stage_auc[2] > 0.95
+    diagnostics(base, stage, data_dir, tmp_path / "off.json", n_requests=1, membership_probe={"enabled": False})
+    assert read_json(tmp_path / "off.json")["membership_probe"] == {}

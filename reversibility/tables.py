@@ -57,6 +57,18 @@ FISHER_SAMPLE_SETS = {"forget": "fisher", "common": "fisher_common"}
 FISHER_MEASURES = ["mass_base", "mass", "log10_mass_ratio", "js_distance", "below_range_base", "below_range"]
 FISHER_COLUMNS = KEY_COLUMNS + ["sample_set", "samples", "layer"] + FISHER_MEASURES
 HISTOGRAM_COLUMNS = KEY_COLUMNS + ["layer", "bin_low", "bin_high", "count"]
+# The membership probe per layer (membership_probe.py) beside the output-level LOSS attack's AUC
+# of the same stage, both telling the cell's forget samples from holdout samples.
+PROBE_COLUMNS = KEY_COLUMNS + [
+    "layer_index",
+    "layer",
+    "pooling",
+    "samples_per_class",
+    "folds",
+    "probe_auc",
+    "converged",
+    "output_mia_loss_auc",
+]
 CELL_COLUMNS = [c for c in KEY_COLUMNS if c != "stage"]
 REGIME_COLUMNS = CELL_COLUMNS + [
     "forget_base",
@@ -416,6 +428,43 @@ def _histogram_rows(key: dict, layer: str, bins: list[float], counts: list[int])
     ]
 
 
+def membership_probe_rows(cells: Iterable[Cell], metrics: list[dict], results: str = RESULTS) -> list[dict]:
+    """The membership probe's AUC per layer of each unlearned and relearned model and of the base
+    model (once per (model, dataset, N): its probe depends on the cell's forget set only; method
+    and learning rate empty), with the LOSS attack's AUC of the same stage from the metrics rows.
+    None without a probe (`diagnostics.membership_probe.enabled: false`)."""
+    output_mia = {tuple(row[c] for c in KEY_COLUMNS): row["mia_loss_auc"] for row in metrics}
+    rows, base_done = [], set()
+    for cell in cells:
+        for stage in CELL_STAGES:
+            result = read_json(diagnostics_json(cell, stage, results))
+            probe, layers = result.get("membership_probe") or {}, result["layers"]
+            if not probe:
+                continue
+            sides = [(cell_key(cell, stage), probe["stage"], cell_key(cell, stage))]
+            if (cell.model, cell.dataset, cell.n_requests) not in base_done:
+                base_done.add((cell.model, cell.dataset, cell.n_requests))
+                base = {**cell_key(cell, "base"), "method": "", "learning_rate": ""}
+                sides.append((base, probe["base"], cell_key(cell, "base")))
+            for key, side, metrics_key in sides:
+                mia = output_mia.get(tuple(metrics_key[c] for c in KEY_COLUMNS))
+                for index, layer in enumerate(layers):
+                    rows.append(
+                        {
+                            **key,
+                            "layer_index": index,
+                            "layer": layer,
+                            "pooling": side["pooling"],
+                            "samples_per_class": side["samples_per_class"],
+                            "folds": side["folds"],
+                            "probe_auc": side["auc"][index],
+                            "converged": side["converged"][index],
+                            "output_mia_loss_auc": mia,
+                        }
+                    )
+    return rows
+
+
 def request_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]:
     """Accuracies after each unlearning request (the continual-unlearning curves)."""
     rows = []
@@ -705,6 +754,9 @@ TABLES: dict[str, Table] = {
     "representation_summary": Table(SUMMARY_COLUMNS, _representations("summary")),
     "fisher": Table(FISHER_COLUMNS, _representations("fisher")),
     "fisher_histograms": Table(HISTOGRAM_COLUMNS, _representations("histograms"), caption=False),
+    "membership_probe": Table(
+        PROBE_COLUMNS, lambda grid: membership_probe_rows(grid.grid, grid.rows("metrics"), results=grid.results)
+    ),
     "prediction_cells": Table(
         PREDICTION_CELL_COLUMNS,
         lambda grid: prediction_cell_rows(

@@ -21,6 +21,7 @@ from reversibility.tables import (
     PREDICTION_COLUMNS,
     PREDICTION_TARGETS,
     PREDICTORS,
+    PROBE_COLUMNS,
     QUANTIZATION_COLUMNS,
     RECOVERY_COLUMNS,
     REGIME_COLUMNS,
@@ -43,7 +44,7 @@ def row(columns, **values):
 def synthetic_tables():
     cells = list(itertools.product(METHODS, NS, LRS))
     metrics, representations, histograms, requests, relearning, regimes = [], [], [], [], [], []
-    recovery, quantization, prediction_cells, fisher, prediction = [], [], [], [], []
+    recovery, quantization, prediction_cells, fisher, prediction, probe = [], [], [], [], [], []
     for (method, n, lr), stage in itertools.product(cells, STAGES):
         metrics.append(
             row(
@@ -105,6 +106,22 @@ def synthetic_tables():
                         below_range=0.25 if stage == "unlearned" else 0.5,
                     )
                 )
+    probe_stages = [(cell, stage) for cell in cells for stage in ("unlearned", "relearned")]
+    probe_stages += [(("", n, ""), "base") for n in NS]  # the base model's probe, per N
+    for ((method, n, lr), stage), (index, layer) in itertools.product(probe_stages, enumerate(LAYERS)):
+        probe.append(
+            row(
+                PROBE_COLUMNS,
+                method=method,
+                n_requests=n,
+                learning_rate=lr,
+                stage=stage,
+                layer_index=index,
+                layer=layer,
+                probe_auc={"base": 0.95, "unlearned": 0.9, "relearned": 0.97}[stage] - index / 100,
+                output_mia_loss_auc={"base": 0.93, "unlearned": 0.5, "relearned": 0.8}[stage],
+            )
+        )
     # The base model's histogram on each N's forgotten samples; the figure shows the largest N.
     for n, layer in itertools.product(NS, LAYERS[1:3]):
         for low in (1e-8, 1e-6, 1e-4):
@@ -225,6 +242,7 @@ def synthetic_tables():
         "quantization": quantization,
         "prediction_cells": prediction_cells,
         "prediction": prediction,
+        "membership_probe": probe,
     }
 
 
@@ -255,6 +273,7 @@ def test_panels_follow_the_grid(drawn):
     assert counts["recovery_budgets"] == panels and counts["quantization_reversal"] == panels
     assert counts["prediction_scatter"] == len(PREDICTION_TARGETS) * len(PREDICTORS)  # a target per row
     assert counts["regime_map"] == 3  # the paper's view, the controlled one and the held-out one
+    assert counts["membership_probe"] == len(METHODS) * len(NS) * len(LRS)  # one panel per cell
 
 
 @pytest.fixture
@@ -286,6 +305,17 @@ def kept(monkeypatch):
 def test_per_layer_curves_have_one_series_per_method_and_stage(tmp_path, kept):
     layer_figures.cka_per_layer(synthetic_tables()["representations"], tmp_path / "cka")
     assert [len(ax.get_lines()) for ax, *_ in kept[0]] == [len(METHODS) * 2] * (len(NS) * len(LRS))
+
+
+def test_the_membership_probe_shows_each_stages_probe_beside_its_output_level_attack(tmp_path, kept):
+    layer_figures.membership_probe(synthetic_tables()["membership_probe"], tmp_path / "probe")
+    for ax, *_ in kept[0]:
+        probes = [line for line in ax.get_lines() if len(line.get_xdata()) == len(LAYERS)]
+        assert [line.get_ydata()[0] for line in probes] == [0.95, 0.9, 0.97]  # base, unlearned, relearned
+        assert [line.get_linestyle() for line in probes] == [":", "-", "--"]
+        marks = [segment for collection in ax.collections for segment in collection.get_segments()]
+        assert [segment[0][1] for segment in marks] == [0.93, 0.5, 0.8]
+        assert all(segment[0][0] > len(LAYERS) - 1 for segment in marks)  # right of the last layer
 
 
 def test_the_regime_map_shows_the_paper_view_beside_the_controlled_one(tmp_path, kept):

@@ -421,3 +421,57 @@ def test_every_table_in_the_report_has_its_caption_and_every_caption_its_table()
 
     captions = Path(__file__).resolve().parents[1] / "workflow" / "report" / "tables"
     assert {p.stem for p in captions.glob("*.rst")} == {name for name, t in TABLES.items() if t.caption}
+
+
+# --------------------------------------------------------------------------- membership probe
+
+
+def test_membership_probe_rows_carry_every_layer_and_stage_beside_the_output_mia(tmp_path):
+    from reversibility.tables import PROBE_COLUMNS, membership_probe_rows
+
+    cells = [Cell("tiny", "toy", method, n, 1e-3) for method in ("ga", "npo") for n in (1, 4)]
+    layers = ["model.embed_tokens", "model.layers.0"]
+
+    def probe(auc):
+        return {"pooling": "mean", "auc": auc, "samples_per_class": 8, "folds": 5, "converged": [True, False]}
+
+    metrics = []
+    for cell in cells:
+        for stage, auc in (("unlearned", [0.6, 0.7]), ("relearned", [0.8, 0.9])):
+            result = {
+                **diagnostics(cell.n_requests, 0.9, [0.1, 0.3]),
+                "layers": layers,
+                "membership_probe": {"stage": probe(auc), "base": probe([0.95, 0.1 * cell.n_requests])},
+            }
+            write(tmp_path / diagnostics_json(cell, stage, "results"), result)
+        for stage, mia in (("base", {1: 0.91, 4: 0.94}[cell.n_requests]), ("unlearned", 0.4), ("relearned", 0.7)):
+            key = dict(zip(CELL_COLUMNS, (cell.model, cell.dataset, cell.method, cell.n_requests, "0.001")))
+            metrics.append({**key, "stage": stage, "mia_loss_auc": mia if cell.method == "ga" else mia - 0.1})
+    rows = membership_probe_rows(cells, metrics, results=str(tmp_path / "results"))
+    assert all(set(row) == set(PROBE_COLUMNS) for row in rows)
+    # 4 cells x 2 stages x 2 layers, and the base once per N.
+    assert len(rows) == 4 * 2 * 2 + 2 * 2
+    npo = {(r["stage"], r["layer"]): r for r in rows if r["method"] == "npo" and r["n_requests"] == 4}
+    assert npo["unlearned", "model.layers.0"]["probe_auc"] == 0.7
+    assert npo["relearned", "model.embed_tokens"]["probe_auc"] == 0.8
+    assert npo["unlearned", "model.layers.0"]["output_mia_loss_auc"] == pytest.approx(0.3)
+    assert npo["relearned", "model.layers.0"]["output_mia_loss_auc"] == pytest.approx(0.6)
+    assert npo["relearned", "model.layers.0"]["converged"] is False
+    assert [r["layer_index"] for r in rows if r["method"] == "npo" and r["n_requests"] == 4] == [0, 1, 0, 1]
+    base = [r for r in rows if r["stage"] == "base"]
+    assert {(r["method"], r["learning_rate"]) for r in base} == {("", "")}
+    assert sorted((r["n_requests"], r["layer"], r["probe_auc"], r["output_mia_loss_auc"]) for r in base) == [
+        (1, "model.embed_tokens", 0.95, 0.91),
+        (1, "model.layers.0", 0.1, 0.91),
+        (4, "model.embed_tokens", 0.95, 0.94),
+        (4, "model.layers.0", 0.4, 0.94),
+    ]
+
+
+def test_membership_probe_rows_are_empty_without_a_probe(tmp_path):
+    from reversibility.tables import membership_probe_rows
+
+    cell = Cell("tiny", "toy", "ga", 1, 1e-3)
+    for stage in ("unlearned", "relearned"):
+        write(tmp_path / diagnostics_json(cell, stage, "results"), {**diagnostics(1, 0.9, [0.1, 0.3])})
+    assert membership_probe_rows([cell], [], results=str(tmp_path / "results")) == []

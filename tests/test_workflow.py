@@ -65,6 +65,24 @@ def test_fisher_is_measured_for_every_decoder_layer(micro_run):
     assert {r["stage"] for r in histograms} == {"base", "unlearned", "relearned"}
 
 
+def test_membership_probe_table_has_every_layer_of_every_stage_beside_the_output_mia(micro_run):
+    table = read_csv(micro_run / "results/tables/membership_probe.csv")
+    assert sorted({(r["stage"], r["learning_rate"]) for r in table}) == [
+        ("base", ""),
+        ("relearned", "0.001"),
+        ("relearned", "0.003"),
+        ("unlearned", "0.001"),
+        ("unlearned", "0.003"),
+    ]
+    assert len(table) == 5 * 4  # four captured layers each
+    metrics = {(r["stage"], r["learning_rate"]): r["mia_loss_auc"] for r in rows(micro_run)}
+    for row in table:
+        assert row["pooling"] == "mean" and row["samples_per_class"] == "8" and row["folds"] == "5"
+        assert 0.0 <= float(row["probe_auc"]) <= 1.0
+        lr = row["learning_rate"] or "0.001"  # the base model's metrics are the same in every cell
+        assert row["output_mia_loss_auc"] == metrics[row["stage"], lr]
+
+
 def test_metrics_follow_their_documented_schema(micro_run):
     import jsonschema
     import yaml

@@ -1,5 +1,5 @@
 """Figures of the representation diagnostics, layer by layer against the base model: linear
-CKA, PCA similarity and shift, and the diagonal Fisher information."""
+CKA, PCA similarity and shift, the diagonal Fisher information, and the membership probe."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from .frame import (
     cell_panels,
     colour,
     empty,
+    legend,
+    method_rank,
     method_rate_panels,
     methods_of,
     number,
+    panels,
     save,
     short_layer,
     values_of,
@@ -172,3 +175,61 @@ def _fisher_stairs(ax, part: list[dict], below: float, style: str, label: str, s
         shares = np.concatenate([[below], shares])
         label = f"{label} ({below:.0%} below {points[0][0]:.0e})"
     ax.stairs(shares, edges, linestyle=style, color=shade, label=label)
+
+
+def membership_probe(probe: list[dict], stem, title: str = "") -> int:
+    """The membership probe's AUC per layer, one panel per cell (method, N, lr), four to a row:
+    base (dotted, black), unlearned (solid) and relearned (dashed) in the method's colour; right of
+    the last layer, a horizontal mark at each stage's output-level LOSS attack AUC in the same
+    style, and a grey line at chance (0.5)."""
+    if not probe:
+        return empty(stem, "Membership probe", "no membership probe (diagnostics.membership_probe.enabled: false)")
+    updated = [r for r in probe if r["stage"] != "base"]
+    cells = sorted(
+        {(r["method"], r["n_requests"], r["learning_rate"]) for r in updated},
+        key=lambda c: (method_rank(c[0]), float(c[1]), float(c[2])),
+    )
+    n_cols = min(4, len(cells))
+    fig, axes = panels(math.ceil(len(cells) / n_cols), n_cols, width=3.6, height=2.8, sharey=True)
+    for ax in np.ravel(axes)[len(cells) :]:
+        ax.axis("off")
+    for ax, (method, n, lr) in zip(np.ravel(axes), cells):
+        names: dict[int, str] = {}
+        lines = [("base", [r for r in probe if r["stage"] == "base" and r["n_requests"] == n], "black")]
+        for stage in ("unlearned", "relearned"):
+            part = [
+                r
+                for r in updated
+                if (r["method"], r["n_requests"], r["learning_rate"], r["stage"]) == (method, n, lr, stage)
+            ]
+            lines.append((stage, part, colour(method)))
+        output_at = 1 + max(int(r["layer_index"]) for _, part, _ in lines for r in part)
+        for stage, part, shade in lines:
+            line = sorted((int(r["layer_index"]), number(r["probe_auc"]), r["layer"]) for r in part)
+            names.update({k: name for k, _, name in line})
+            ax.plot(
+                [k for k, _, _ in line],
+                [v for _, v, _ in line],
+                STAGE_STYLE[stage],
+                marker="o",
+                markersize=3,
+                color=shade,
+                label=f"{stage} probe" if stage == "base" else f"{method} {stage} probe",
+            )
+            output = number(part[0]["output_mia_loss_auc"]) if part else math.nan
+            ax.hlines(
+                output, output_at - 0.35, output_at + 0.35, colors=[shade], linestyles=STAGE_STYLE[stage], linewidth=2
+            )
+        ax.axhline(0.5, color="grey", linewidth=0.6)
+        ticks = sorted(names)
+        ax.set_xticks(
+            [*ticks, output_at], [*(short_layer(names[k]) for k in ticks), "output\nMIA"], rotation=45, fontsize=7
+        )
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{method}, N = {n}, lr = {lr}", fontsize=8)
+        ax.set_ylabel("AUC", fontsize=7)
+        ax.grid(alpha=0.3)
+    legend(fig, axes)
+    fig.suptitle(title or "Membership probe per layer (forget vs holdout) and the output-level LOSS attack (right)")
+    fig.tight_layout()
+    return save(fig, stem)

@@ -11,6 +11,8 @@ import numpy as np
 from ..activations import Capture
 from ..fisher_histograms import histogram_distance
 from ..io import write_json
+from ..membership_probe import DEFAULTS as PROBE_DEFAULTS
+from ..membership_probe import probe_auc, summarised
 from ..provenance import Recorder
 from ..representations import linear_cka, mean_pca_distance, pca_shift, pca_similarity
 
@@ -26,6 +28,7 @@ def diagnostics(
     n_requests: int,
     pca_components: int = 5,
     layer_matrix: bool = False,
+    membership_probe: dict | None = None,
 ) -> None:
     """Representation diagnostics of a checkpoint against the base model, per layer and split:
     linear CKA (biased and unbiased), PCA similarity and PCA shift; Fisher distances per layer.
@@ -35,9 +38,20 @@ def diagnostics(
     cell of the model and dataset shares (what diagnostics compared across N must use). The
     Fisher is compared on the cell's forgotten samples (`fisher`) and on the first request's
     (`fisher_common`), base and stage on the same samples.
+
+    With `membership_probe.enabled`, the membership probe (`reversibility.membership_probe`) per
+    layer of the stage's capture and of the base's, each telling the cell's forget samples from
+    the holdout samples: the base's depends on the cell's N only, and every cell's JSON carries
+    it (the tables read it once per N).
     """
+    probe = {**PROBE_DEFAULTS, **(membership_probe or {})}
     recorder = Recorder(
-        params={"n_requests": n_requests, "pca_components": pca_components, "layer_matrix": layer_matrix},
+        params={
+            "n_requests": n_requests,
+            "pca_components": pca_components,
+            "layer_matrix": layer_matrix,
+            "membership_probe": probe,
+        },
         inputs={"base": base_capture, "stage": stage_capture},
     )
     with Capture(base_capture) as base, Capture(stage_capture) as stage:
@@ -47,6 +61,7 @@ def diagnostics(
         first_request = base.forget_rows(data_dir, 1)
         per_split = {split: defaultdict(list) for split in (*subsets, "all", "common")}
         all_views = []
+        probes: dict[str, list] = {"stage": [], "base": []}
         for layer in range(len(base.layers)):
             features = {split: (base.features(split, layer), stage.features(split, layer)) for split in subsets}
             views = {split: (x[subsets[split]], y[subsets[split]]) for split, (x, y) in features.items()}
@@ -58,6 +73,10 @@ def diagnostics(
             all_views.append(views["all"])
             for split, (x, y) in views.items():
                 _layer_diagnostics(per_split[split], x, y, pca_components)
+            if probe["enabled"]:
+                for side, index in (("base", 0), ("stage", 1)):
+                    forget, holdout = views["forget"][index], views["holdout"][index]
+                    probes[side].append(_probe(forget, holdout, probe, f"{side} {base.layers[layer]}"))
         counts = stage.fisher_counts()
         result = {
             "layers": base.layers,
@@ -66,6 +85,14 @@ def diagnostics(
             "splits": {split: _summarised(values) for split, values in per_split.items()},
             "fisher": fisher_comparison(base, stage, counts[-1]) if counts else {},
             "fisher_common": fisher_comparison(base, stage, counts[0]) if counts else {},
+            "membership_probe": (
+                {
+                    side: summarised(probes[side], str(capture.attr("pooling", "")))
+                    for side, capture in (("stage", stage), ("base", base))
+                }
+                if probe["enabled"]
+                else {}
+            ),
         }
         if layer_matrix:
             result["layer_matrix"] = {
@@ -74,6 +101,17 @@ def diagnostics(
             }
     write_json(out_path, result)
     recorder.write_beside(out_path)
+
+
+def _probe(members: np.ndarray, nonmembers: np.ndarray, settings: dict, name: str):
+    return probe_auc(
+        members,
+        nonmembers,
+        folds=settings["folds"],
+        C=settings["C"],
+        max_iter=settings["max_iter"],
+        name=f"membership probe of {name}",
+    )
 
 
 def _stacked(views) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,8 @@ from .tokenization import IGNORE_INDEX, batches
 POOLINGS = ("mean", "last")
 TOKEN_STATS = ("logprob", "correct", "mask", "mu", "sigma")
 LENS_STATS = ("correct", "logprob", "targets")
-LENS_CHUNK = 128  # target positions whose [chunk, vocabulary] logits are formed together
+LENS_CHUNK = 128  # target positions whose [chunk, vocabulary] logits are formed together on a CPU
+LENS_GPU_BYTES = 1 << 30  # on a GPU as many as fit in this many bytes of float32 logits
 
 
 def layer_modules(model) -> list[tuple[str, torch.nn.Module]]:
@@ -168,6 +169,10 @@ def capture_split(
     if logit_lens:
         head, norm = readout_head(model), model.get_decoder().norm
         normed_head = lambda hidden: head(norm.forward(hidden))  # noqa: E731
+        # On a CPU a small block stays in cache; on a GPU a large one saves kernel launches.
+        chunk = LENS_CHUNK
+        if torch.device(device).type != "cpu":
+            chunk = max(LENS_CHUNK, LENS_GPU_BYTES // (4 * model.get_output_embeddings().weight.shape[0]))
     last = len(modules) - 1  # the final norm: its readout is the model's own logits
 
     def hook(index):
@@ -176,7 +181,7 @@ def capture_split(
             current["pooled"][index] = pool(hidden, current["weights"])
             if logit_lens and index != last:
                 read = _at_targets(hidden, current["positions"])
-                current["lens"][index] = lens_readout(read, *current["lens_targets"], normed_head)
+                current["lens"][index] = lens_readout(read, *current["lens_targets"], normed_head, chunk)
             keep = current["keep"]
             if keep:
                 kept = hidden[:keep].float() * current["mask"][:keep, :, None]
@@ -211,7 +216,7 @@ def capture_split(
                     current["lens"][last] = torch.stack(sums)
                 else:
                     read = _at_targets(logits, current["positions"])
-                    current["lens"][last] = lens_readout(read, *current["lens_targets"], lambda x: x)
+                    current["lens"][last] = lens_readout(read, *current["lens_targets"], lambda x: x, chunk)
                 lens.append(_to_host(torch.stack(current["lens"])))
     finally:
         for handle in handles:

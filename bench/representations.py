@@ -2,7 +2,8 @@
 
 Prints, each as a ratio measured on the same inputs:
 1. capture of every layer (hooks + masked mean pooling) / a bare forward pass;
-   also with the token statistics the metrics need;
+   also with the token statistics the metrics need; and the capture with the logit lens (every
+   layer read through the final norm and the output head) / the same capture without it;
 2. one forward per layer (the public toolbox's way) / our one forward for all layers;
 3. naive n x n Gram CKA with explicit centring matrices / our CKA, for every layer,
    n = 4096 samples of width d = 576;
@@ -115,10 +116,12 @@ def capture_ratios(model, label):
     bare = best_of(lambda: bare_forward(model, data), repeats=5)
     layers_only = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device, with_stats=False), 5)
     with_stats = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device), repeats=5)
+    with_lens = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device, logit_lens=True), 5)
     per_layer = best_of(lambda: forward_per_layer(model, data), repeats=1)
     n_layers = len(layer_modules(model))
     print(f"1. {label}: capture of all {n_layers} layers / bare forward: {layers_only / bare:6.3f}  (limit 1.15)")
     print(f"   with the token statistics of the metrics / bare forward: {with_stats / bare:6.3f}")
+    print(f"   with the logit lens / the same capture without it:      {with_lens / with_stats:6.3f}  (target 1.3)")
     print(
         f"2. {label}: one forward per layer / one forward for all:  {per_layer / layers_only:6.2f}  "
         f"(at least {n_layers / 2:.1f})"

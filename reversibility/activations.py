@@ -11,6 +11,9 @@ HDF5 layout (one file per checkpoint):
   /splits/<split>/states/<k>       [m, max_length, hidden] token-level states of the first m
                                    samples (only when capture.token_states > 0)
   /splits/<split>/zlib             [n] zlib-compressed bytes of each sample's scored text
+  /splits/<split>/lens/<stat>      [n, layers] logit-lens sums per sample and layer of `layers`:
+                                   correct (argmax hits), logprob (target log-probabilities),
+                                   targets (real targets) (only when capture.logit_lens is on)
   /benchmarks/<name>/ids, answers, generations   greedy solutions to a benchmark's problems
                                    beside their reference answers (attrs: answer_style)
   /fisher/bins                     log-spaced histogram bin edges
@@ -48,7 +51,7 @@ def write_capture(
     fisher_bins: np.ndarray | None = None,
     benchmarks: Mapping[str, Mapping] | None = None,
 ) -> None:
-    """Write `splits[name] = {"ids", "features", "stats", "zlib"[, "states"]}`, Fisher summaries
+    """Write `splits[name] = {"ids", "features", "stats", "zlib"[, "states", "lens"]}`, Fisher summaries
     (`fisher[count][layer path]`) and, per benchmark, `{"ids", "answers", "generations",
     "answer_style"}`."""
     with atomic_path(path) as tmp:
@@ -68,6 +71,8 @@ def write_capture(
                     )
                 for name, value in content["stats"].items():
                     group.create_dataset(f"tokens/{name}", data=value, compression="gzip", compression_opts=1)
+                for name, value in (content.get("lens") or {}).items():
+                    group.create_dataset(f"lens/{name}", data=np.asarray(value, dtype=np.float32))
                 if "zlib" in content:
                     group.create_dataset("zlib", data=np.asarray(content["zlib"], dtype=np.int64))
                 for k, states in enumerate(content.get("states") or []):
@@ -159,6 +164,22 @@ class Capture:
 
     def token_states(self, split: str, layer: int) -> np.ndarray:
         return self._read(self._split(split)["states"][str(layer)]).astype(np.float64)
+
+    def has_logit_lens(self) -> bool:
+        """Whether every split holds the logit lens (not with capture.logit_lens off, nor in a
+        capture made before it existed)."""
+        return all("lens" in self._split(split) for split in self.splits)
+
+    def logit_lens(self, split: str) -> dict[str, np.ndarray]:
+        """Per sample and layer, float64 [n, layers]: `correct`, `logprob` (sums over the sample's
+        real targets) and `targets` (their number)."""
+        group = self._split(split)
+        if "lens" not in group:
+            raise ValueError(
+                f"{self.path}: no logit lens in split {split!r} (captured with capture.logit_lens off, "
+                f"or before the lens existed); {rerun_hint(self.path)}"
+            )
+        return {name: self._read(group["lens"][name]).astype(np.float64) for name in ("correct", "logprob", "targets")}
 
     def zlib(self, split: str) -> np.ndarray:
         return self._read(self._split(split)["zlib"])

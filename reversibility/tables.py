@@ -69,6 +69,7 @@ PROBE_COLUMNS = KEY_COLUMNS + [
     "converged",
     "output_mia_loss_auc",
 ]
+LOGIT_LENS_COLUMNS = KEY_COLUMNS + ["split", "layer_index", "layer", "accuracy", "mean_logprob", "targets"]
 CELL_COLUMNS = [c for c in KEY_COLUMNS if c != "stage"]
 REGIME_COLUMNS = CELL_COLUMNS + [
     "forget_base",
@@ -465,6 +466,34 @@ def membership_probe_rows(cells: Iterable[Cell], metrics: list[dict], results: s
     return rows
 
 
+def logit_lens_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]:
+    """Per cell, stage (base, unlearned, relearned), sample set (the cell's forget set, retain
+    probes, holdout) and captured layer: the logit lens's target accuracy and mean target
+    log-probability. The base model's rows come from the unlearned stage's diagnostics (the base
+    on the cell's own forget set); a cell whose captures hold no lens has no rows."""
+    rows = []
+    for cell in cells:
+        for stage in CELL_STAGES:
+            lens = read_json(diagnostics_json(cell, stage, results)).get("logit_lens") or {}
+            readouts = {"base": lens.get("base")} if stage == "unlearned" else {}
+            readouts[stage] = lens.get("stage")
+            for name, per_split in readouts.items():
+                for split, values in (per_split or {}).items():
+                    rows.extend(
+                        {
+                            **cell_key(cell, name),
+                            "split": split,
+                            "layer_index": index,
+                            "layer": layer,
+                            "accuracy": values["accuracy"][index],
+                            "mean_logprob": values["mean_logprob"][index],
+                            "targets": values["targets"][index],
+                        }
+                        for index, layer in enumerate(lens["layers"])
+                    )
+    return rows
+
+
 def request_rows(cells: Iterable[Cell], results: str = RESULTS) -> list[dict]:
     """Accuracies after each unlearning request (the continual-unlearning curves)."""
     rows = []
@@ -757,6 +786,7 @@ TABLES: dict[str, Table] = {
     "membership_probe": Table(
         PROBE_COLUMNS, lambda grid: membership_probe_rows(grid.grid, grid.rows("metrics"), results=grid.results)
     ),
+    "logit_lens": Table(LOGIT_LENS_COLUMNS, lambda grid: logit_lens_rows(grid.grid, results=grid.results)),
     "prediction_cells": Table(
         PREDICTION_CELL_COLUMNS,
         lambda grid: prediction_cell_rows(

@@ -120,3 +120,125 @@ def test_light_jobs_start_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- logit lens
+
+
+def _lens(model, sequences, pad_id, batch_size=8, max_length=32, **kwargs):
+    return capture_split(model, sequences, pad_id, batch_size, "mean", max_length, "cpu", logit_lens=True, **kwargs)
+
+
+def test_the_last_layer_of_the_logit_lens_is_the_models_own_token_statistics(tiny_model, tiny_tokenizer):
+    """Also when the readout reduces the model's logits itself (no token statistics asked for)."""
+    sequences = encode(tiny_tokenizer, TEXTS, 32)
+    for with_stats in (True, False):
+        lens = _lens(tiny_model, sequences, tiny_tokenizer.pad_token_id, with_stats=with_stats)["lens"]
+        stats = _lens(tiny_model, sequences, tiny_tokenizer.pad_token_id)["stats"]
+        assert lens["correct"].shape == (3, 4)
+        np.testing.assert_array_equal(lens["targets"][:, -1], stats["mask"].sum(1))
+        np.testing.assert_array_equal(lens["correct"][:, -1], stats["correct"].sum(1))
+        np.testing.assert_allclose(lens["logprob"][:, -1], stats["logprob"].sum(1), rtol=1e-5)
+
+
+def test_the_readout_head_gives_the_models_own_logits_with_a_soft_cap_and_tied_embeddings():
+    """The head applied to the final norm's output is the model's output: Llama with tied
+    embeddings, and Gemma 2, whose logits are soft-capped (cap x tanh(l / cap))."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from reversibility.forward_pass import readout_head
+
+    shape = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
+    torch.manual_seed(0)
+    models = [
+        LlamaForCausalLM(LlamaConfig(**shape, num_key_value_heads=2, tie_word_embeddings=True)),
+        Gemma2ForCausalLM(Gemma2Config(**shape, num_key_value_heads=2, head_dim=8, final_logit_softcapping=0.5)),
+    ]
+    ids = torch.randint(0, 64, (2, 7))
+    for model in models:
+        model.eval()
+        out = model(input_ids=ids, output_hidden_states=True)
+        normed = {}
+        handle = model.get_decoder().norm.register_forward_hook(lambda m, i, o: normed.update(out=o))
+        model(input_ids=ids)
+        handle.remove()
+        assert out.logits.abs().max() <= 0.5 or not isinstance(model, Gemma2ForCausalLM)
+        torch.testing.assert_close(readout_head(model)(normed["out"]), out.logits, atol=1e-5, rtol=1e-5)
+
+
+def _by_hand(model, sequences, pad_id, layer):
+    """Per sample: argmax hits and summed log-probabilities of the final norm and the output head
+    applied to `output_hidden_states`' layer `layer`, one sequence at a time, in float64."""
+    from reversibility.tokenization import batches
+
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    correct, logprob = [], []
+    for batch in batches(sequences, 1, pad_id):
+        with torch.no_grad():
+            hidden = model(input_ids=batch.input_ids, output_hidden_states=True).hidden_states[layer]
+            logits = head(decoder.norm(hidden))[0, :-1].double()
+        targets = batch.input_ids[0, 1:]
+        logprobs = torch.log_softmax(logits, -1)
+        correct.append(int((logprobs.argmax(-1) == targets).sum()))
+        logprob.append(float(logprobs.gather(-1, targets[:, None]).sum()))
+    return np.array(correct), np.array(logprob)
+
+
+def test_an_intermediate_layer_read_by_hand_through_the_norm_and_the_head(tiny_model, tiny_tokenizer):
+    sequences = encode(tiny_tokenizer, TEXTS, 32)
+    lens = _lens(tiny_model, sequences, tiny_tokenizer.pad_token_id)["lens"]
+    for layer in (0, 1):  # the embeddings' output, the first decoder layer's output
+        correct, logprob = _by_hand(tiny_model, sequences, tiny_tokenizer.pad_token_id, layer)
+        np.testing.assert_array_equal(lens["correct"][:, layer], correct)
+        np.testing.assert_allclose(lens["logprob"][:, layer], logprob, rtol=1e-5)
+        np.testing.assert_array_equal(lens["targets"][:, layer], [len(s) - 1 for s in sequences])
+
+
+def test_pads_change_no_logit_lens_value(tiny_model, tiny_tokenizer):
+    sequences = encode(tiny_tokenizer, TEXTS, 32)
+    pad_id = tiny_tokenizer.pad_token_id
+    alone = [_lens(tiny_model, [s], pad_id, batch_size=1)["lens"] for s in sequences]
+    together = _lens(tiny_model, sequences, pad_id, batch_size=8)["lens"]
+    for row, single in enumerate(alone):
+        np.testing.assert_array_equal(together["targets"][row], single["targets"][0])
+        np.testing.assert_array_equal(together["correct"][row], single["correct"][0])
+        np.testing.assert_allclose(together["logprob"][row], single["logprob"][0], rtol=1e-4)
+
+
+def test_the_logit_lens_of_a_long_sample_under_bf16_autocast_stays_near_float32():
+    """A model of an LLM's proportions in miniature (vocabulary larger than the chunk of positions
+    read together, several hundred tokens per sample), under CPU bf16 autocast as a GPU capture
+    runs: per layer, the readout agrees with the float64 readout of the float32 hidden states."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    generator = torch.Generator().manual_seed(1)
+    sequences = [torch.randint(3, 2048, (k,), generator=generator).tolist() for k in (400, 300)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lens = capture_split(model, sequences, 0, 2, "mean", 400, "cpu", logit_lens=True)["lens"]
+    np.testing.assert_array_equal(lens["targets"], [[399] * 4, [299] * 4])
+    for layer in range(3):
+        correct, logprob = _by_hand(model, sequences, 0, layer)
+        targets = lens["targets"][:, layer]
+        np.testing.assert_allclose(lens["logprob"][:, layer] / targets, logprob / targets, rtol=2e-2)
+        assert np.all(np.abs(lens["correct"][:, layer] - correct) <= 0.02 * targets + 1)
+
+
+def test_the_logit_lens_round_trips_and_a_capture_without_it_is_refused_by_name(tmp_path):
+    lens = {"correct": np.array([[1.0, 2.0]]), "logprob": np.array([[-3.5, -1.25]]), "targets": np.array([[4.0, 4.0]])}
+    split = {"ids": ["a#0"], "features": [np.zeros((1, 2))] * 2, "stats": {}}
+    write_capture(tmp_path / "lens.h5", ["emb", "norm"], {"forget": {**split, "lens": lens}}, {})
+    write_capture(tmp_path / "none.h5", ["emb", "norm"], {"forget": split}, {})
+    with Capture(tmp_path / "lens.h5") as cap:
+        assert cap.has_logit_lens()
+        for name, value in cap.logit_lens("forget").items():
+            np.testing.assert_array_equal(value, lens[name])
+    with Capture(tmp_path / "none.h5") as cap:
+        assert not cap.has_logit_lens()
+        with pytest.raises(ValueError, match="no logit lens in split 'forget'"):
+            cap.logit_lens("forget")

@@ -16,6 +16,7 @@ from reversibility.tables import (
     CELL_SETS,
     FISHER_COLUMNS,
     HISTOGRAM_COLUMNS,
+    LOGIT_LENS_COLUMNS,
     METRICS_COLUMNS,
     PREDICTION_CELL_COLUMNS,
     PREDICTION_COLUMNS,
@@ -230,8 +231,26 @@ def synthetic_tables():
                 cells=4 if cell_set == "forgotten" else 8,
             )
         )
+    logit_lens = [
+        row(
+            LOGIT_LENS_COLUMNS,
+            method=method,
+            n_requests=n,
+            learning_rate=lr,
+            stage=stage,
+            split=split,
+            layer_index=index,
+            layer=layer,
+            accuracy=0.1 * index,
+            mean_logprob=-1.0,
+            targets=40,
+        )
+        for (method, n, lr), stage, split in itertools.product(cells, STAGES, ("forget", "retain", "holdout"))
+        for index, layer in enumerate(LAYERS)
+    ]
     return {
         "metrics": metrics,
+        "logit_lens": logit_lens,
         "representations": representations,
         "fisher_histograms": histograms,
         "fisher": fisher,
@@ -274,6 +293,7 @@ def test_panels_follow_the_grid(drawn):
     assert counts["prediction_scatter"] == len(PREDICTION_TARGETS) * len(PREDICTORS)  # a target per row
     assert counts["regime_map"] == 3  # the paper's view, the controlled one and the held-out one
     assert counts["membership_probe"] == len(METHODS) * len(NS) * len(LRS)  # one panel per cell
+    assert counts["logit_lens"] == len(METHODS) * len(NS) * len(LRS)  # one panel per cell
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from reversibility.tables import read_csv
 pytestmark = pytest.mark.slow
 
 CELL_RULE_OUTPUTS = {"runs", "activations", "metrics", "diagnostics"}
+LAYERS = ["model.embed_tokens", "model.layers.0", "model.layers.1", "model.norm"]
 
 
 def rows(workdir, stage=None):
@@ -55,6 +56,19 @@ def test_representation_table_has_every_layer_of_every_cell_and_stage(micro_run)
     for row in table:
         assert 0.0 <= float(row["cka"]) <= 1.0 + 1e-9 and 0.0 <= float(row["pc1_cosine"]) <= 1.0 + 1e-9
         assert float(row["distance"]) >= 0.0
+
+
+def test_the_logit_lens_table_has_every_layer_stage_and_split_of_every_cell(micro_run):
+    table = read_csv(micro_run / "results/tables/logit_lens.csv")
+    keys = {(r["learning_rate"], r["stage"], r["split"]) for r in table}
+    assert len(keys) == 2 * 3 * 3  # two cells; base, unlearned, relearned; forget, retain, holdout
+    assert all([r["layer"] for r in table if (r["learning_rate"], r["stage"], r["split"]) == k] == LAYERS for k in keys)
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 and float(r["mean_logprob"]) <= 0.0 for r in table)
+    # The final norm's readout is the model's own output: its forget accuracy is the metrics' F.Acc.
+    metrics = {(r["learning_rate"], r["stage"]): float(r["forget_accuracy"]) for r in rows(micro_run)}
+    for r in table:
+        if r["layer"] == "model.norm" and r["split"] == "forget":
+            assert float(r["accuracy"]) == pytest.approx(metrics[(r["learning_rate"], r["stage"])], abs=1e-6)
 
 
 def test_fisher_is_measured_for_every_decoder_layer(micro_run):

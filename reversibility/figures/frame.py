@@ -133,7 +133,21 @@ def method_rate_panels(rows: list[dict], width: float, height: float, **kwargs):
     """One panel per (method, lr) of `rows`, four to a row, unused ones switched off: the figure,
     its axes and the (method, lr) of each panel in order."""
     cells = sorted({(r["method"], r["learning_rate"]) for r in rows}, key=lambda c: (method_rank(c[0]), float(c[1])))
-    n_cols = min(4, len(cells))
+    return _grid(cells, width, height, **kwargs)
+
+
+def grid_cell_panels(rows: list[dict], width: float, height: float, **kwargs):
+    """One panel per grid cell (method, N, lr) of `rows`, four to a row, unused ones switched
+    off: the figure, its axes and the (method, N, lr) of each panel in order."""
+    cells = sorted(
+        {(r["method"], r["n_requests"], r["learning_rate"]) for r in rows},
+        key=lambda c: (method_rank(c[0]), int(c[1]), float(c[2])),
+    )
+    return _grid(cells, width, height, **kwargs)
+
+
+def _grid(cells: list[tuple], width: float, height: float, **kwargs):
+    n_cols = max(1, min(4, len(cells)))
     fig, axes = panels(math.ceil(len(cells) / n_cols), n_cols, width=width, height=height, **kwargs)
     for ax in np.ravel(axes)[len(cells) :]:
         ax.axis("off")

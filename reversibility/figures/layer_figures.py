@@ -1,5 +1,5 @@
 """Figures of the representation diagnostics, layer by layer against the base model: linear
-CKA, PCA similarity and shift, the diagonal Fisher information, and the membership probe."""
+CKA, PCA similarity and shift, the diagonal Fisher information, the logit lens and the membership probe."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .frame import (
     cell_panels,
     colour,
     empty,
+    grid_cell_panels,
     legend,
     method_rank,
     method_rate_panels,
@@ -26,6 +27,8 @@ from .frame import (
 )
 
 BELOW_RANGE_DECADES = 1.0  # the width the below-range bar is drawn with, left of the lowest bin
+LENS_STAGE_COLOURS = {"base": "black", "unlearned": "tab:red", "relearned": "tab:blue"}
+LENS_SPLIT_STYLE = {"forget": "-", "holdout": "--"}
 
 
 def per_layer(representations: list[dict], stem, column: str, ylabel: str, split: str = "all", title: str = "") -> int:
@@ -231,5 +234,36 @@ def membership_probe(probe: list[dict], stem, title: str = "") -> int:
         ax.grid(alpha=0.3)
     legend(fig, axes)
     fig.suptitle(title or "Membership probe per layer (forget vs holdout) and the output-level LOSS attack (right)")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def logit_lens(lens: list[dict], stem, column: str = "accuracy", title: str = "") -> int:
+    """The logit lens per layer: one panel per grid cell (method, N, lr), one colour per stage
+    (base, unlearned, relearned), the cell's forget set solid and the holdout dashed."""
+    rows = [r for r in lens if r["split"] in LENS_SPLIT_STYLE]
+    if not rows:
+        return empty(stem, "Logit lens", "no logit lens was captured (capture.logit_lens: false)")
+    fig, axes, cells = grid_cell_panels(rows, width=3.6, height=2.9, sharey=True)
+    names = {int(r["layer_index"]): r["layer"] for r in rows}
+    for ax, (method, n, lr) in zip(np.ravel(axes), cells):
+        panel = [r for r in rows if (r["method"], r["n_requests"], r["learning_rate"]) == (method, n, lr)]
+        for stage, shade in LENS_STAGE_COLOURS.items():
+            for split, style in LENS_SPLIT_STYLE.items():
+                line = sorted(
+                    (int(r["layer_index"]), number(r[column]))
+                    for r in panel
+                    if (r["stage"], r["split"]) == (stage, split)
+                )
+                if line:
+                    ax.plot(*zip(*line), style, marker="o", markersize=3, color=shade, label=f"{stage}, {split}")
+        ax.set_xticks(sorted(names), [short_layer(names[k]) for k in sorted(names)], rotation=45, fontsize=7)
+        ax.set_title(f"{method}, N = {n}, lr = {lr}", fontsize=8)
+        ax.set_ylabel("target accuracy of the readout" if column == "accuracy" else column, fontsize=7)
+        if column == "accuracy":
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    legend(fig, axes)
+    fig.suptitle(title or "Logit lens: forget-set tokens readable layer by layer (dashed: holdout)")
     fig.tight_layout()
     return save(fig, stem)

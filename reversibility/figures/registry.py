@@ -67,6 +67,7 @@ FIGURES: dict[str, Figure] = {
             "fisher_histograms", "layer_figures:fisher_histograms", ("fisher_histograms", "fisher"), "Representations"
         ),
         Figure("membership_probe", "layer_figures:membership_probe", ("membership_probe",), "Representations"),
+        Figure("logit_lens", "layer_figures:logit_lens", ("logit_lens",), "Representations"),
         Figure("recovery_budgets", "recovery_figures:recovery_budgets", ("recovery",), "Reversal"),
         Figure("quantization_reversal", "recovery_figures:quantization_reversal", ("quantization",), "Reversal"),
         Figure(

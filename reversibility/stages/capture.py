@@ -81,6 +81,7 @@ def capture_model(
                 max_length,
                 device,
                 keep_states=capture_config["token_states"],
+                logit_lens=capture_config.get("logit_lens", True),
             ),
         }
     for split, records in splits.items():

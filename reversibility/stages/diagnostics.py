@@ -37,7 +37,8 @@ def diagnostics(
     and `common`: the first request's samples, the retain probes and the holdout, which every
     cell of the model and dataset shares (what diagnostics compared across N must use). The
     Fisher is compared on the cell's forgotten samples (`fisher`) and on the first request's
-    (`fisher_common`), base and stage on the same samples.
+    (`fisher_common`), base and stage on the same samples. The logit lens of both models is read
+    on the cell's forget set, the retain probes and the holdout (empty when a capture has none).
 
     With `membership_probe.enabled`, the membership probe (`reversibility.membership_probe`) per
     layer of the stage's capture and of the base's, each telling the cell's forget samples from
@@ -93,6 +94,7 @@ def diagnostics(
                 if probe["enabled"]
                 else {}
             ),
+            "logit_lens": logit_lens_comparison(base, stage, subsets),
         }
         if layer_matrix:
             result["layer_matrix"] = {
@@ -167,3 +169,32 @@ def _log_ratio(value: float, reference: float) -> float:
     if not (np.isfinite(value) and np.isfinite(reference)) or value <= 0 or reference <= 0:
         return float("nan")
     return float(np.log10(value / reference))
+
+
+def logit_lens_comparison(base: Capture, stage: Capture, subsets: dict) -> dict:
+    """Per layer, for the base model and the stage, on each sample set of `subsets`: the logit
+    lens's target-token accuracy and mean target log-probability over the set's real targets,
+    and their number. Empty when either capture holds no lens (capture.logit_lens off)."""
+    if not (base.has_logit_lens() and stage.has_logit_lens()):
+        return {}
+    return {
+        "layers": base.layers,
+        **{name: _lens_summary(capture, subsets) for name, capture in (("base", base), ("stage", stage))},
+    }
+
+
+def _lens_summary(capture: Capture, subsets: dict) -> dict:
+    summary = {}
+    for split, rows in subsets.items():
+        sums = {name: values[rows].sum(0) for name, values in capture.logit_lens(split).items()}
+        targets = sums["targets"]
+        summary[split] = {
+            "accuracy": _per_target(sums["correct"], targets),
+            "mean_logprob": _per_target(sums["logprob"], targets),
+            "targets": [int(t) for t in targets],
+        }
+    return summary
+
+
+def _per_target(values: np.ndarray, targets: np.ndarray) -> list[float | None]:
+    return [float(v / t) if t > 0 else None for v, t in zip(values, targets)]

@@ -3,7 +3,9 @@
 Prints, each as a ratio measured on the same inputs:
 1. capture of every layer (hooks + masked mean pooling) / a bare forward pass;
    also with the token statistics the metrics need; and the capture with the logit lens (every
-   layer read through the final norm and the output head) / the same capture without it;
+   layer read through the final norm and the output head) / the same capture without it, on one
+   split and for the capture stage's whole work on the default's samples (forget pool 64, retain
+   probes 32, holdout 64, the lens on forget and holdout; the Fisher on 16 forget samples);
 2. one forward per layer (the public toolbox's way) / our one forward for all layers;
 3. naive n x n Gram CKA with explicit centring matrices / our CKA, for every layer,
    n = 4096 samples of width d = 576;
@@ -25,7 +27,8 @@ import time
 import numpy as np
 import torch
 
-from reversibility.fisher import decoder_layer_paths, diagonal_fisher, loop_fisher
+from reversibility.activations import LENS_SPLITS
+from reversibility.fisher import decoder_layer_paths, diagonal_fisher, fisher_prefixes, loop_fisher
 from reversibility.forward_pass import capture_split, layer_modules
 from reversibility.representations import linear_cka
 from reversibility.tokenization import batches
@@ -102,6 +105,15 @@ def forward_per_layer(model, data):
             states[min(layer, len(states) - 1)].mean(1)
 
 
+def capture_work(model, splits, logit_lens):
+    """What a capture job computes for one checkpoint (stages/capture.py): every split with the
+    token statistics, the lens where the job reads it, and the Fisher at two sample counts."""
+    device = next(model.parameters()).device
+    for name, data in splits.items():
+        capture_split(model, data, 0, 32, "mean", 128, device, logit_lens=logit_lens and name in LENS_SPLITS)
+    fisher_prefixes(model, splits["forget"][:16], 0, decoder_layer_paths(model), [8, 16], chunk_size=8)
+
+
 def naive_cka(x, y):
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
@@ -117,11 +129,18 @@ def capture_ratios(model, label):
     layers_only = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device, with_stats=False), 5)
     with_stats = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device), repeats=5)
     with_lens = best_of(lambda: capture_split(model, data, 0, 32, "mean", 128, device, logit_lens=True), 5)
+    splits = {
+        name: sequences(n, vocab=model.config.vocab_size, seed=k)
+        for k, (name, n) in enumerate((("forget", 64), ("retain", 32), ("holdout", 64)))
+    }
+    job = best_of(lambda: capture_work(model, splits, False), repeats=3)
+    job_with_lens = best_of(lambda: capture_work(model, splits, True), repeats=3)
     per_layer = best_of(lambda: forward_per_layer(model, data), repeats=1)
     n_layers = len(layer_modules(model))
     print(f"1. {label}: capture of all {n_layers} layers / bare forward: {layers_only / bare:6.3f}  (limit 1.15)")
     print(f"   with the token statistics of the metrics / bare forward: {with_stats / bare:6.3f}")
-    print(f"   with the logit lens / the same capture without it:      {with_lens / with_stats:6.3f}  (target 1.3)")
+    print(f"   with the logit lens / the same capture without it:      {with_lens / with_stats:6.3f}")
+    print(f"   the capture job's work with the lens / without it:      {job_with_lens / job:6.3f}  (target 1.3)")
     print(
         f"2. {label}: one forward per layer / one forward for all:  {per_layer / layers_only:6.2f}  "
         f"(at least {n_layers / 2:.1f})"

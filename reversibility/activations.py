@@ -13,7 +13,8 @@ HDF5 layout (one file per checkpoint):
   /splits/<split>/zlib             [n] zlib-compressed bytes of each sample's scored text
   /splits/<split>/lens/<stat>      [n, layers] logit-lens sums per sample and layer of `layers`:
                                    correct (argmax hits), logprob (target log-probabilities),
-                                   targets (real targets) (only when capture.logit_lens is on)
+                                   targets (real targets); forget and holdout only
+                                   (`LENS_SPLITS`), when capture.logit_lens is on
   /benchmarks/<name>/ids, answers, generations   greedy solutions to a benchmark's problems
                                    beside their reference answers (attrs: answer_style)
   /fisher/bins                     log-spaced histogram bin edges
@@ -39,6 +40,9 @@ import numpy as np
 
 from . import data
 from .io import atomic_path, rerun_hint
+
+# The logit lens reads what the cell forgot and what it never saw (the retain probes are not read).
+LENS_SPLITS = ("forget", "holdout")
 
 
 def write_capture(
@@ -166,9 +170,9 @@ class Capture:
         return self._read(self._split(split)["states"][str(layer)]).astype(np.float64)
 
     def has_logit_lens(self) -> bool:
-        """Whether every split holds the logit lens (not with capture.logit_lens off, nor in a
-        capture made before it existed)."""
-        return all("lens" in self._split(split) for split in self.splits)
+        """Whether the forget and holdout splits hold the logit lens (not with capture.logit_lens
+        off, nor in a capture made before it existed)."""
+        return all(split in self.splits and "lens" in self._split(split) for split in LENS_SPLITS)
 
     def logit_lens(self, split: str) -> dict[str, np.ndarray]:
         """Per sample and layer, float64 [n, layers]: `correct`, `logprob` (sums over the sample's

@@ -15,7 +15,8 @@ then the output head (and the final-logit soft cap or scale of the models that h
 the layer were the last. Per sample and layer it keeps three sums over real next-token targets:
 argmax hits, target log-probabilities (float32 log-softmax) and the number of targets. The final
 norm's readout is the model's own output: the sums of its token statistics (the norm is not
-applied twice).
+applied twice); so is the last decoder layer's, whose output the final norm and the head turn into
+the model's logits: it is copied, not computed again.
 Logits are formed only at real target positions, a chunk of positions at a time, and reduced at
 once, so no [batch, tokens, vocabulary] tensor of a layer outlives its chunk.
 """
@@ -174,12 +175,13 @@ def capture_split(
         if torch.device(device).type != "cpu":
             chunk = max(LENS_CHUNK, LENS_GPU_BYTES // (4 * model.get_output_embeddings().weight.shape[0]))
     last = len(modules) - 1  # the final norm: its readout is the model's own logits
+    last_decoder = last - 1  # the norm and the head make its output those logits: the same readout
 
     def hook(index):
         def fn(_module, _inputs, output):
             hidden = output[0] if isinstance(output, tuple) else output
             current["pooled"][index] = pool(hidden, current["weights"])
-            if logit_lens and index != last:
+            if logit_lens and index < last_decoder:
                 read = _at_targets(hidden, current["positions"])
                 current["lens"][index] = lens_readout(read, *current["lens_targets"], normed_head, chunk)
             keep = current["keep"]
@@ -217,6 +219,7 @@ def capture_split(
                 else:
                     read = _at_targets(logits, current["positions"])
                     current["lens"][last] = lens_readout(read, *current["lens_targets"], lambda x: x, chunk)
+                current["lens"][last_decoder] = current["lens"][last]
                 lens.append(_to_host(torch.stack(current["lens"])))
     finally:
         for handle in handles:

@@ -194,6 +194,28 @@ def test_an_intermediate_layer_read_by_hand_through_the_norm_and_the_head(tiny_m
         np.testing.assert_array_equal(lens["targets"][:, layer], [len(s) - 1 for s in sequences])
 
 
+def test_the_last_decoder_layer_read_by_hand_is_the_models_output(tiny_model, tiny_tokenizer):
+    """Its readout is copied from the final norm's: the same numbers as reading it through the
+    norm and the head."""
+    sequences = encode(tiny_tokenizer, TEXTS, 32)
+    lens = _lens(tiny_model, sequences, tiny_tokenizer.pad_token_id)["lens"]
+    decoder, head = tiny_model.get_decoder(), tiny_model.get_output_embeddings()
+    outputs = {}
+    handle = decoder.layers[-1].register_forward_hook(
+        lambda m, i, o: outputs.update(out=o[0] if isinstance(o, tuple) else o)
+    )
+    for row, ids in enumerate(sequences):
+        with torch.no_grad():
+            tiny_model(input_ids=torch.tensor([ids]))
+            logprobs = torch.log_softmax(head(decoder.norm(outputs["out"]))[0, :-1].double(), -1)
+        targets = torch.tensor(ids[1:])
+        assert lens["correct"][row, -2] == int((logprobs.argmax(-1) == targets).sum())
+        np.testing.assert_allclose(
+            lens["logprob"][row, -2], float(logprobs.gather(-1, targets[:, None]).sum()), rtol=1e-5
+        )
+    handle.remove()
+
+
 def test_pads_change_no_logit_lens_value(tiny_model, tiny_tokenizer):
     sequences = encode(tiny_tokenizer, TEXTS, 32)
     pad_id = tiny_tokenizer.pad_token_id
@@ -232,7 +254,8 @@ def test_the_logit_lens_of_a_long_sample_under_bf16_autocast_stays_near_float32(
 def test_the_logit_lens_round_trips_and_a_capture_without_it_is_refused_by_name(tmp_path):
     lens = {"correct": np.array([[1.0, 2.0]]), "logprob": np.array([[-3.5, -1.25]]), "targets": np.array([[4.0, 4.0]])}
     split = {"ids": ["a#0"], "features": [np.zeros((1, 2))] * 2, "stats": {}}
-    write_capture(tmp_path / "lens.h5", ["emb", "norm"], {"forget": {**split, "lens": lens}}, {})
+    read = {**split, "lens": lens}
+    write_capture(tmp_path / "lens.h5", ["emb", "norm"], {"forget": read, "retain": split, "holdout": read}, {})
     write_capture(tmp_path / "none.h5", ["emb", "norm"], {"forget": split}, {})
     with Capture(tmp_path / "lens.h5") as cap:
         assert cap.has_logit_lens()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .. import cell_data, data
-from ..activations import write_capture
+from ..activations import LENS_SPLITS, write_capture
 from ..benchmarks import problems_of
 from ..fisher import BINS, decoder_layer_paths, fisher_prefixes, summarise
 from ..forward_pass import capture_split, layer_modules
@@ -81,7 +81,7 @@ def capture_model(
                 max_length,
                 device,
                 keep_states=capture_config["token_states"],
-                logit_lens=capture_config.get("logit_lens", True),
+                logit_lens=capture_config["logit_lens"] and split in LENS_SPLITS,
             ),
         }
     for split, records in splits.items():

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..activations import Capture
+from ..activations import LENS_SPLITS, Capture
 from ..fisher_histograms import histogram_distance
 from ..io import write_json
 from ..membership_probe import DEFAULTS as PROBE_DEFAULTS
@@ -38,7 +38,7 @@ def diagnostics(
     cell of the model and dataset shares (what diagnostics compared across N must use). The
     Fisher is compared on the cell's forgotten samples (`fisher`) and on the first request's
     (`fisher_common`), base and stage on the same samples. The logit lens of both models is read
-    on the cell's forget set, the retain probes and the holdout (empty when a capture has none).
+    on the cell's forget set and the holdout (empty when a capture has none).
 
     With `membership_probe.enabled`, the membership probe (`reversibility.membership_probe`) per
     layer of the stage's capture and of the base's, each telling the cell's forget samples from
@@ -186,6 +186,8 @@ def logit_lens_comparison(base: Capture, stage: Capture, subsets: dict) -> dict:
 def _lens_summary(capture: Capture, subsets: dict) -> dict:
     summary = {}
     for split, rows in subsets.items():
+        if split not in LENS_SPLITS:
+            continue
         sums = {name: values[rows].sum(0) for name, values in capture.logit_lens(split).items()}
         targets = sums["targets"]
         summary[split] = {

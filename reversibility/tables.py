@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,8 @@ PREDICTORS = {
     "mean_pca_distance": "mean PCA distance over layers",
     "fisher_js": "mean Fisher JS distance over layers",
     "forgetting": "forgetting (share of the memorisation gap)",
+    "lens_excess": "logit lens: best layer's F.Acc above the output's",
+    "probe_auc": "mean membership-probe AUC over layers",
 }
 # What they should predict, shares of the cell's memorisation gap: the controlled recovery of the
 # matched budget, and the latent recovery of forgotten samples that relearning never saw.
@@ -604,7 +607,13 @@ def reversal_rows(cells: Iterable[Cell], results: str = RESULTS) -> dict[str, li
     return tables
 
 
-def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[dict]) -> list[dict]:
+def prediction_cell_rows(
+    regimes: list[dict],
+    summary: list[dict],
+    fisher: list[dict],
+    lens: Sequence[dict] = (),
+    probe: Sequence[dict] = (),
+) -> list[dict]:
     """Per cell: each predictor and the recoveries it should predict.
 
     The representation predictors compare the unlearned model with the base on the `common`
@@ -612,13 +621,18 @@ def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[
     change with N: on the cell's own forget set a cell with N = 100 would be measured on a
     hundred times the samples of one with N = 1. The token predictor is the forgetting share;
     the targets are the controlled recovery of the matched budget and the held-out latent
-    recovery, all shares of the cell's memorisation gap.
+    recovery, all shares of the cell's memorisation gap. Two read what the output no longer says,
+    on the cell's own forget set (the samples whose return they should foresee): the logit lens's
+    excess (the best layer's forget accuracy minus the output's, the final norm's) and the mean
+    over layers of the membership probe's AUC (forget against holdout), both of the unlearned
+    model; None where the capture has no lens or the probe is off.
     """
     representations = {_cell_of(r): r for r in summary if r["stage"] == "unlearned" and r["split"] == "common"}
     js: dict[tuple, list[float]] = {}
     for row in fisher:
         if row["stage"] == "unlearned" and row["sample_set"] == "common":
             js.setdefault(_cell_of(row), []).append(_number(row["js_distance"]))
+    excess, auc = _lens_excess(lens), _mean_probe_auc(probe)
     rows = []
     for cell in regimes:
         key = _cell_of(cell)
@@ -630,6 +644,8 @@ def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[
                 "mean_pca_distance": summary_row.get("mean_pca_distance"),
                 "fisher_js": fmean(js[key]) if js.get(key) else None,
                 "forgetting": cell["forgetting"],
+                "lens_excess": excess.get(key),
+                "probe_auc": auc.get(key),
                 **{target: cell[target] for target in PREDICTION_TARGETS},
                 "forgotten": cell["forgotten"],
                 "regime_paper": cell["regime_paper"],
@@ -639,6 +655,30 @@ def prediction_cell_rows(regimes: list[dict], summary: list[dict], fisher: list[
             }
         )
     return rows
+
+
+def _lens_excess(lens: Iterable[dict]) -> dict[tuple, float]:
+    """Per cell: the unlearned model's best logit-lens forget accuracy over layers minus its
+    output's (the last layer's)."""
+    by_cell: dict[tuple, list[tuple[int, float]]] = {}
+    for row in lens:
+        if row["stage"] == "unlearned" and row["split"] == "forget" and _optional(row["accuracy"]) is not None:
+            by_cell.setdefault(_cell_of(row), []).append((int(row["layer_index"]), float(row["accuracy"])))
+    excess = {}
+    for key, layers in by_cell.items():
+        accuracies = [value for _, value in sorted(layers)]
+        excess[key] = max(accuracies) - accuracies[-1]
+    return excess
+
+
+def _mean_probe_auc(probe: Iterable[dict]) -> dict[tuple, float]:
+    """Per cell: the unlearned model's membership-probe AUC averaged over layers (those with one)."""
+    by_cell: dict[tuple, list[float]] = {}
+    for row in probe:
+        value = _optional(row["probe_auc"])
+        if row["stage"] == "unlearned" and value is not None and math.isfinite(value):
+            by_cell.setdefault(_cell_of(row), []).append(value)
+    return {key: fmean(values) for key, values in by_cell.items()}
 
 
 def prediction_groups(cell_rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -790,7 +830,11 @@ TABLES: dict[str, Table] = {
     "prediction_cells": Table(
         PREDICTION_CELL_COLUMNS,
         lambda grid: prediction_cell_rows(
-            grid.rows("regimes"), grid.rows("representation_summary"), grid.rows("fisher")
+            grid.rows("regimes"),
+            grid.rows("representation_summary"),
+            grid.rows("fisher"),
+            grid.rows("logit_lens"),
+            grid.rows("membership_probe"),
         ),
         caption=False,
     ),

@@ -302,6 +302,31 @@ def test_prediction_cells_take_every_diagnostic_from_the_common_samples():
     assert set(row) == set(PREDICTION_CELL_COLUMNS)
 
 
+def test_prediction_cells_read_the_lens_and_the_probe_of_the_unlearned_model_on_its_forget_set():
+    regimes = [regime_row("tiny", "toy", "ga", 0.9, 0.4), regime_row("tiny", "toy", "npo", 0.9, 0.4)]
+    ga = dict(zip(CELL_COLUMNS, ("tiny", "toy", "ga", 1, "0.001")))
+    # Forget accuracy per layer (the last is the output): the unlearned model reads 0.5 at layer 1
+    # where its output gives 0.1; the holdout and the other stages are not read.
+    lens = [
+        {**ga, "stage": stage, "split": split, "layer_index": k, "accuracy": value}
+        for stage, split, values in (
+            ("unlearned", "forget", (0.2, 0.5, 0.3, 0.1)),
+            ("unlearned", "holdout", (0.9, 0.9, 0.9, 0.0)),
+            ("relearned", "forget", (0.0, 0.9, 0.9, 0.0)),
+        )
+        for k, value in enumerate(values)
+    ]
+    probe = [
+        {**ga, "stage": stage, "layer_index": k, "probe_auc": value}
+        for stage, values in (("unlearned", (0.5, 0.7, None, 0.9)), ("relearned", (1.0, 1.0, 1.0, 1.0)))
+        for k, value in enumerate(values)
+    ]
+    by_method = {row["method"]: row for row in prediction_cell_rows(regimes, [], [], lens, probe)}
+    assert by_method["ga"]["lens_excess"] == pytest.approx(0.4)
+    assert by_method["ga"]["probe_auc"] == pytest.approx(0.7)
+    assert by_method["npo"]["lens_excess"] is None and by_method["npo"]["probe_auc"] is None
+
+
 def test_models_are_never_pooled_and_a_model_pools_its_datasets():
     cells = [
         regime_row(model, dataset, "ga", 0.9, 0.5)
@@ -320,10 +345,28 @@ def test_prediction_correlates_over_the_cells_that_forgot_and_over_all_of_them()
     cells = []
     for k in range(6):
         row = regime_row("tiny", "toy", f"m{k}", 0.5 + 0.1 * k, 0.1 * k)
-        cells.append({**row, "mean_cka": 0.1 * k, "mean_pca_distance": k**2, "fisher_js": 1 + k})
+        cells.append(
+            {
+                **row,
+                "mean_cka": 0.1 * k,
+                "mean_pca_distance": k**2,
+                "fisher_js": 1 + k,
+                "lens_excess": 0.01 * k,
+                "probe_auc": 0.5 + 0.01 * k,
+            }
+        )
     for k in range(4):
         row = regime_row("tiny", "toy", f"idle{k}", 0.1 - 0.01 * k, 0.45 - 0.1 * k, forgotten=False)
-        cells.append({**row, "mean_cka": 0.9 + 0.01 * k, "mean_pca_distance": 30 + k, "fisher_js": 9 + k})
+        cells.append(
+            {
+                **row,
+                "mean_cka": 0.9 + 0.01 * k,
+                "mean_pca_distance": 30 + k,
+                "fisher_js": 9 + k,
+                "lens_excess": 0.5 + k,
+                "probe_auc": 0.9 + 0.01 * k,
+            }
+        )
     all_rows = prediction_rows(cells, seed=3)
     assert {(r["target"], r["cell_set"], r["diagnostic"]) for r in all_rows} == {
         (t, s, p) for t in PREDICTION_TARGETS for s in ("forgotten", "all") for p in PREDICTORS
@@ -349,6 +392,8 @@ def test_prediction_reads_its_cells_back_from_the_csv(tmp_path):
             "mean_cka": 0.1 * k,
             "mean_pca_distance": None,
             "fisher_js": 0.2 * k,
+            "lens_excess": None,
+            "probe_auc": 0.3 * k,
         }
         for k in range(6)
     ]

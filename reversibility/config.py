@@ -100,6 +100,7 @@ def check(config: Mapping[str, Any]) -> None:
     for index, experiment in enumerate(config["experiments"]):
         _check_sizes(config, experiment, index)
         _check_benchmarks(config, experiment, index)
+        _check_layers(config, experiment, index)
 
 
 def experiment_benchmarks(config: Mapping[str, Any], model: str, dataset: str) -> list[str]:
@@ -255,6 +256,26 @@ def _check_grid(config, grid: Mapping[str, list], dataset_name: str, key: str) -
             raise ConfigError(
                 f"{key}.learning_rates: {lr} and {labels[lr_label(lr)]} share the path label "
                 f"lr{lr_label(lr)}; use values that differ in the first six digits"
+            )
+
+
+def _check_layers(config: Mapping[str, Any], experiment: Mapping[str, Any], index: int) -> None:
+    """A method's `layer` hyperparameter (RMU's) against the depth of a model built from scratch;
+    a pretrained model's depth is known once loaded, and its unlearning refuses a layer it lacks."""
+    from .methods import hyperparameters
+
+    model_name = experiment["model"]
+    spec = config["models"][model_name]
+    if spec["source"] != "scratch":
+        return
+    count = spec["num_layers"]
+    for method in sorted({method for block in grid_blocks(config, experiment) for method in block["methods"]}):
+        layer = hyperparameters(method, config["methods"].get(method)).get("layer")
+        if layer is not None and not (float(layer).is_integer() and 0 <= layer < count):
+            raise ConfigError(
+                f"methods.{method}.layer: {layer} is not a decoder layer of model {model_name!r} "
+                f"(experiments[{index}]), which has models.{model_name}.num_layers = {count}: layers 0 to "
+                f"{count - 1}; set e.g. `methods: {{{method}: {{layer: {count // 2}}}}}`"
             )
 
 

@@ -9,14 +9,16 @@ cross-entropies and KL(p_ref || p_theta) are means over a batch's real target to
 own `.loss`, as the NPO and SimNPO authors' code and OpenUnlearning compute their retain terms);
 NPO's log-likelihoods are sums over a sequence's target tokens, as in the NPO paper, SimNPO's
 are those sums divided by the sequence's number of targets, and both are averaged over
-sequences. Under gradient accumulation a mean divides by the optimiser step's total count for
-its role (forget or retain; Batch.step_targets, step_sequences), so k micro-batches give exactly
-the gradient of one batch holding all their sequences. Adding a method is one function and one
-`@register` line.
+sequences; RMU's squared distances between hidden states are means over a batch's real tokens
+(every position, a sequence's first included) and hidden dimensions. Under gradient accumulation
+a mean divides by the optimiser step's total count for its role (forget or retain;
+Batch.step_targets, step_sequences), so k micro-batches give exactly the gradient of one batch
+holding all their sequences. Adding a method is one function and one `@register` line.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -44,6 +46,16 @@ def targets_in_step(batch: Batch, mask: torch.Tensor) -> torch.Tensor | int:
     is one of several accumulated micro-batches, else its own (at least one)."""
     if batch.step_targets is not None:
         return max(batch.step_targets, 1)
+    return mask.sum().clamp(min=1)
+
+
+def tokens_in_step(batch: Batch, mask: torch.Tensor) -> torch.Tensor | int:
+    """What a mean over real tokens (every position, not only targets) divides by: the real tokens
+    of the whole optimiser step under accumulation, else the batch's own (at least one). Sequences
+    are right-padded and non-empty, so a step's real tokens are its targets plus one per sequence
+    (a sequence's first token is no one's target)."""
+    if batch.step_targets is not None:
+        return max(batch.step_targets + batch.step_sequences, 1)
     return mask.sum().clamp(min=1)
 
 
@@ -125,6 +137,63 @@ def simnpo_term(model, forget: Batch, beta: float, gamma: float) -> torch.Tensor
     return -(2.0 / beta) * sequence_mean(F.logsigmoid(-beta * normalised - gamma), forget)
 
 
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The decoder layers of a causal LM, of a PEFT model around one, or of the reference that
+    switches a PEFT model's adapter off (models.AdapterDisabled: the same layers)."""
+    return getattr(model, "peft_model", model).get_decoder().layers
+
+
+def layer_index(model, layer: Any, key: str) -> int:
+    """`layer` as the index of one of the model's decoder layers, or a ValueError naming `key`."""
+    count = len(decoder_layers(model))
+    if isinstance(layer, bool) or not isinstance(layer, (int, float)) or not float(layer).is_integer():
+        raise ValueError(f"{key}: {layer!r} is not a layer index; the model's decoder layers are 0 to {count - 1}")
+    if not 0 <= int(layer) < count:
+        raise ValueError(
+            f"{key}: {layer!r} is not a decoder layer of this model, which has {count} layers (0 to {count - 1})"
+        )
+    return int(layer)
+
+
+def layer_output(model, batch: Batch, layer: int) -> torch.Tensor:
+    """[B, T, H] output of decoder layer `layer` (from 0) on the batch, read by a forward hook.
+
+    Not `output_hidden_states`: transformers returns the last layer's output after the final norm.
+    The whole forward pass runs (the logits are not used), which keeps sharded and PEFT models'
+    own hooks intact.
+    """
+    captured: list[torch.Tensor] = []
+
+    def keep(module, inputs, output):
+        captured.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = decoder_layers(model)[layer].register_forward_hook(keep)
+    try:
+        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    finally:
+        handle.remove()  # before the backward pass: gradient checkpointing reruns the layer there
+    return captured[0]
+
+
+def token_mean_squared_distance(states: torch.Tensor, targets: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Sum over the batch's real tokens of ||states - targets||^2 / hidden size, divided by the
+    step's real tokens (tokens_in_step): torch's mse_loss restricted to real tokens. `targets` is
+    [B, T, H] or one [H] vector for every token. Pads are left out before subtracting, so a
+    non-finite pad state reaches neither the value nor the gradient."""
+    mask = batch.attention_mask.bool()
+    real = states[mask].float()
+    targets = targets[mask].float() if targets.dim() == states.dim() else targets.float()
+    return (real - targets).pow(2).mean(-1).sum() / tokens_in_step(batch, mask)
+
+
+@functools.lru_cache(maxsize=None)
+def random_direction(hidden_size: int, seed: int) -> torch.Tensor:
+    """RMU's fixed random unit vector u: uniform in [0, 1) per coordinate, then normalised, drawn
+    on the CPU from its own generator (the same vector on every step, device and run of a seed)."""
+    drawn = torch.rand(hidden_size, generator=torch.Generator().manual_seed(seed))
+    return drawn / drawn.norm()
+
+
 # --------------------------------------------------------------------------- methods
 # The retain terms are token means whatever the forget term, as the NPO and SimNPO authors and
 # OpenUnlearning compute them, so that a published lambda means the same here.
@@ -193,6 +262,30 @@ def simnpo(model, forget: Batch, retain: Batch, reference, hp) -> torch.Tensor:
     -(2/beta) E[log sigmoid(-(beta/|y|) log pi_theta(y|x) - gamma)] + lambda x the token-mean
     cross-entropy on a retain batch."""
     return simnpo_term(model, forget, hp["beta"], hp["gamma"]) + hp["lambda"] * mean_nll(model, retain)
+
+
+# WMDP (Li et al. 2024, arXiv 2403.03218) unlearns Zephyr-7B at layer 7 with c = 6.5 and
+# alpha = 1200 (centerforaisafety/wmdp, rmu/unlearn.py: `--layer_id 7 --steering_coeffs 6.5,6.5
+# --alpha 1200,1200`). Their code trains only the MLP down-projections of layers 5-7 (`--layer_ids
+# 5,6,7 --param_ids 6`) and its mse_loss averages over pad positions too; here every trainable
+# weight trains (the shared loop) and the means count real tokens only. Their u is drawn from the
+# global RNG; here from `seed`, so that it does not depend on what drew before it. A model with
+# fewer than 8 decoder layers needs `methods: {rmu: {layer: ...}}`.
+@register("rmu", uses_reference=True, uses_retain=True, layer=7, steering_coefficient=6.5, alpha=1200.0, seed=0)
+def rmu(model, forget: Batch, retain: Batch, reference, hp) -> torch.Tensor:
+    """RMU (representation misdirection): the mean squared distance between decoder layer
+    `layer`'s output on the forget tokens and c u (c the steering coefficient, u a fixed random
+    unit vector drawn from `seed`), plus alpha x the mean squared distance between that layer's
+    outputs under the model and under the frozen reference on the retain tokens. Both are means
+    over real tokens and hidden dimensions (||.||^2 / hidden size, averaged over tokens)."""
+    layer = layer_index(model, hp["layer"], "methods.rmu.layer")
+    states = layer_output(model, forget, layer)
+    control = hp["steering_coefficient"] * random_direction(states.shape[-1], int(hp["seed"])).to(states.device)
+    forget_term = token_mean_squared_distance(states, control, forget)
+    with torch.no_grad():
+        reference_states = layer_output(reference, retain, layer)
+    retain_term = token_mean_squared_distance(layer_output(model, retain, layer), reference_states, retain)
+    return forget_term + hp["alpha"] * retain_term
 
 
 @register("finetune", uses_retain=True)

@@ -22,10 +22,20 @@ FORGET = [
     "x = [i for i in range(3)]",
 ]
 RETAIN = ["import os\nprint(os.sep)", "y = 1", "while True:\n    break\nelse:\n    pass"]
-HYPERPARAMETERS = {"beta": 0.5, "gamma": 0.2, "lambda": 0.7}  # a beta that leaves SimNPO's forget term a gradient
+# A beta that leaves SimNPO's forget term a gradient; RMU at the micro model's last layer, with a
+# steering coefficient and alpha that leave both of its terms a share of the gradient.
+HYPERPARAMETERS = {
+    "beta": 0.5,
+    "gamma": 0.2,
+    "lambda": 0.7,
+    "layer": 1,
+    "steering_coefficient": 2.0,
+    "alpha": 5.0,
+    "seed": 0,
+}
 # RLabel is left out: it draws its random labels per micro-batch from the global RNG, so two
 # micro-batches draw other labels than one larger batch does and the two losses differ by design.
-METHODS = ["ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "simnpo"]
+METHODS = ["ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "simnpo", "rmu"]
 
 
 def split(tokenizer, texts, first):
@@ -37,7 +47,8 @@ def split(tokenizer, texts, first):
 
 def one_step(model, loss_fn, micro_batches, precision=Precision()):
     """The gradient the optimiser steps with (unclipped; loss scaling undone) in one `train` step
-    over `micro_batches`, by parameter name, and the loss the step records."""
+    over `micro_batches`, by parameter name, and the loss the step records. Weights the loss does
+    not reach (after RMU's layer: the later layers, the final norm, the head) have no gradient."""
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     model, captured = copy.deepcopy(model), {}
@@ -45,7 +56,10 @@ def one_step(model, loss_fn, micro_batches, precision=Precision()):
 
     def capture(optimizer, args, kwargs):
         captured.update(
-            (names[id(p)], p.grad.detach().clone()) for group in optimizer.param_groups for p in group["params"]
+            (names[id(p)], p.grad.detach().clone())
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
         )
 
     settings = OptimSettings(learning_rate=1e-3, max_grad_norm=None, grad_accumulation=len(micro_batches))

@@ -107,6 +107,12 @@ def test_an_experiment_grid_is_checked_under_its_own_key(tmp_path, micro_config)
     assert "experiments[0].grid.n_requests" in rejection(tmp_path, micro_config)
 
 
+def test_rmu_at_a_layer_the_micro_model_has_plans(tmp_path, micro_config):
+    micro_config["grid"]["methods"] = ["rmu"]
+    micro_config["methods"] = {"rmu": {"layer": 1}}
+    assert any("/rmu/" in path for path in plan(tmp_path, micro_config))
+
+
 def test_an_unknown_relearning_source_dataset_is_named(tmp_path, micro_config):
     micro_config["relearning"] = {"source": "unseen", "source_dataset": "arxiv"}
     message = rejection(tmp_path, micro_config)
@@ -369,6 +375,14 @@ BAD_CONFIGS = {
     "a hyperparameter the method does not have": (
         lambda c, _: c.update(methods={"npo": {"betta": 0.5}}),
         ["methods.npo.betta", "it has: beta"],
+    ),
+    "a layer the model lacks (RMU's default, 7, on two layers)": (
+        lambda c, _: c["grid"].update(methods=["ga", "rmu"]),
+        ["methods.rmu.layer", "7", "models.micro.num_layers = 2", "layers 0 to 1"],
+    ),
+    "a layer that is not an index": (
+        lambda c, _: c.update(methods={"rmu": {"layer": 0.5}}) or c["grid"].update(methods=["rmu"]),
+        ["methods.rmu.layer", "0.5", "layers 0 to 1"],
     ),
     "a learning rate that is not a number": (
         lambda c, _: c["grid"].update(learning_rates=[float("nan")]),

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -271,8 +272,115 @@ def test_rlabel_trains_towards_its_random_labels(tiny_model, tiny_tokenizer):
 def test_every_registered_method_has_a_documented_config_default():
     from reversibility.methods import hyperparameters
 
-    assert set(METHODS) == {"ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "rlabel", "simnpo", "finetune"}
+    assert set(METHODS) == {"ga", "ga_gd", "ga_kl", "npo", "npo_gd", "npo_kl", "rlabel", "simnpo", "rmu", "finetune"}
     # SimNPO's beta, gamma and retain weight: the SimNPO authors' TOFU forget05 config (methods.py)
     assert hyperparameters("simnpo", None) == {"beta": 2.5, "gamma": 0.0, "lambda": pytest.approx(1 / 0.1375)}
     assert METHODS["simnpo"].uses_retain and not METHODS["simnpo"].uses_reference
     assert hyperparameters("npo_kl", {"lambda": 5.0}) == {"beta": 0.1, "lambda": 5.0}
+    # RMU's layer, c and alpha: WMDP's Zephyr-7B run (methods.py); u drawn from `seed`
+    assert hyperparameters("rmu", None) == {"layer": 7, "steering_coefficient": 6.5, "alpha": 1200.0, "seed": 0}
+    assert METHODS["rmu"].uses_retain and METHODS["rmu"].uses_reference
+
+
+# --------------------------------------------------------------------------- RMU
+
+RETAIN_TEXTS = ["import os", "y = 1\nz = [y, y]\nprint(z)"]
+RMU_HP = {"layer": 0, "steering_coefficient": 0.5, "alpha": 3.0, "seed": 0}  # a c near the states' norms
+
+
+def moved_copy(model, scale=0.05, seed=3):
+    """The model with every weight nudged: a model away from its reference."""
+    import copy
+
+    moved, generator = copy.deepcopy(model), torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in moved.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+    return moved
+
+
+def hand_direction(hidden_size, seed):
+    """u: uniform [0, 1) coordinates from a generator seeded with `seed`, normalised (in float64)."""
+    drawn = torch.rand(hidden_size, generator=torch.Generator().manual_seed(seed)).double().numpy()
+    return drawn / np.sqrt((drawn**2).sum())
+
+
+def hidden_state(model, batch, index):
+    """hidden_states[index] of the model on the batch: [B, T, H] float64."""
+    with torch.no_grad():
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    return out.hidden_states[index].double().numpy()
+
+
+def hand_squared_distance(states, targets, attention_mask):
+    """Mean over real tokens of ||states - targets||^2 / hidden size, token by token."""
+    hidden = states.shape[-1]
+    values = [
+        ((states[row, t] - (targets[row, t] if targets.ndim == 3 else targets)) ** 2).sum() / hidden
+        for row in range(states.shape[0])
+        for t in range(states.shape[1])
+        if attention_mask[row][t]
+    ]
+    return sum(values) / len(values)
+
+
+def test_rmu_by_hand_with_the_model_away_from_its_reference(tiny_model, tiny_tokenizer):
+    """hidden_states[l + 1] is decoder layer l's output for every layer but the last."""
+    forget, retain = batch_of(tiny_tokenizer, TEXTS), batch_of(tiny_tokenizer, RETAIN_TEXTS)
+    assert (forget.attention_mask == 0).any() and (retain.attention_mask == 0).any()  # both padded
+    model = moved_copy(tiny_model)
+    states, ref_states = hidden_state(model, retain, 1), hidden_state(tiny_model, retain, 1)
+    forget_states = hidden_state(model, forget, 1)
+    control = RMU_HP["steering_coefficient"] * hand_direction(forget_states.shape[-1], RMU_HP["seed"])
+    mask, retain_mask = forget.attention_mask.tolist(), retain.attention_mask.tolist()
+    forget_term = hand_squared_distance(forget_states, control, mask)
+    retain_term = hand_squared_distance(states, ref_states, retain_mask)
+    assert retain_term > 1e-4  # the model is not its reference there
+    loss = get_method("rmu").loss(model, forget, retain, tiny_model, RMU_HP)
+    assert loss.item() == pytest.approx(forget_term + RMU_HP["alpha"] * retain_term, rel=1e-5)
+    # Pads count for nothing: counting them would give another value.
+    with_pads = hand_squared_distance(forget_states, control, np.ones_like(np.array(mask)))
+    assert abs(with_pads - forget_term) > 1e-3 * forget_term
+
+
+def test_rmu_reads_the_last_layers_output_before_the_final_norm(tiny_model, tiny_tokenizer):
+    forget, retain = batch_of(tiny_tokenizer, TEXTS), batch_of(tiny_tokenizer, RETAIN_TEXTS)
+    hp = {**RMU_HP, "layer": 1}
+    unnormed = moved_copy(tiny_model)
+    unnormed.model.norm = torch.nn.Identity()  # its last hidden state is then the last layer's output
+    states = hidden_state(unnormed, forget, 2)
+    control = hp["steering_coefficient"] * hand_direction(states.shape[-1], hp["seed"])
+    expected = hand_squared_distance(states, control, forget.attention_mask.tolist())
+    loss = get_method("rmu").loss(moved_copy(tiny_model), forget, retain, moved_copy(tiny_model), hp)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_rmu_retain_term_is_zero_at_the_reference(tiny_model, tiny_tokenizer):
+    forget, retain = batch_of(tiny_tokenizer, TEXTS), batch_of(tiny_tokenizer, RETAIN_TEXTS)
+    losses = [
+        get_method("rmu").loss(tiny_model, forget, retain, tiny_model, {**RMU_HP, "alpha": alpha}).item()
+        for alpha in (0.0, 1.0, 1200.0)
+    ]
+    assert losses[0] > 0 and losses == pytest.approx([losses[0]] * 3, rel=1e-7)
+
+
+def test_rmu_direction_is_a_fixed_unit_vector_per_seed():
+    from reversibility.methods import random_direction
+
+    u = random_direction(4096, 0)
+    assert u.norm().item() == pytest.approx(1.0, rel=1e-6) and (u >= 0).all()
+    assert torch.equal(u, random_direction(4096, 0))
+    torch.manual_seed(123)  # the global RNG plays no part
+    assert torch.allclose(u.double(), torch.tensor(hand_direction(4096, 0)), rtol=1e-6, atol=0)
+    assert not torch.allclose(u, random_direction(4096, 1))
+
+
+@pytest.mark.parametrize("layer", [2, 7, -1, 0.5, "1"])
+def test_rmu_refuses_a_layer_the_model_lacks_naming_the_key(layer, tiny_model, tiny_tokenizer):
+    batch = batch_of(tiny_tokenizer, TEXTS)
+    with pytest.raises(
+        ValueError,
+        match=r"methods\.rmu\.layer: .*decoder layers are 0 to 1|"
+        r"methods\.rmu\.layer: .*which has 2 layers \(0 to 1\)",
+    ):
+        get_method("rmu").loss(tiny_model, batch, batch, tiny_model, {**RMU_HP, "layer": layer})

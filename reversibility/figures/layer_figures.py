@@ -16,11 +16,9 @@ from .frame import (
     empty,
     grid_cell_panels,
     legend,
-    method_rank,
     method_rate_panels,
     methods_of,
     number,
-    panels,
     save,
     short_layer,
     values_of,
@@ -188,14 +186,7 @@ def membership_probe(probe: list[dict], stem, title: str = "") -> int:
     if not probe:
         return empty(stem, "Membership probe", "no membership probe (diagnostics.membership_probe.enabled: false)")
     updated = [r for r in probe if r["stage"] != "base"]
-    cells = sorted(
-        {(r["method"], r["n_requests"], r["learning_rate"]) for r in updated},
-        key=lambda c: (method_rank(c[0]), float(c[1]), float(c[2])),
-    )
-    n_cols = min(4, len(cells))
-    fig, axes = panels(math.ceil(len(cells) / n_cols), n_cols, width=3.6, height=2.8, sharey=True)
-    for ax in np.ravel(axes)[len(cells) :]:
-        ax.axis("off")
+    fig, axes, cells = grid_cell_panels(updated, width=3.6, height=2.8, sharey=True)
     for ax, (method, n, lr) in zip(np.ravel(axes), cells):
         names: dict[int, str] = {}
         lines = [("base", [r for r in probe if r["stage"] == "base" and r["n_requests"] == n], "black")]

@@ -34,11 +34,39 @@ class Cell:
     method: str
     n_requests: int
     learning_rate: float
+    seed: int = 0
+    shared_base: bool = False
+
+    @property
+    def grid_point(self) -> str:
+        """The cell without its replicate: {model}/{dataset}/{method}/n{N}/lr{lr}."""
+        return f"{self.model}/{self.dataset}/{self.method}/n{self.n_requests}/lr{lr_label(self.learning_rate)}"
 
     @property
     def key(self) -> str:
-        """The cell's path below results/runs/: {model}/{dataset}/{method}/n{N}/lr{lr}."""
-        return f"{self.model}/{self.dataset}/{self.method}/n{self.n_requests}/lr{lr_label(self.learning_rate)}"
+        """The cell's path below results/runs/: {grid_point}/s{seed}."""
+        return f"{self.grid_point}/s{self.seed}"
+
+    @property
+    def base_key(self) -> str:
+        """The path of the base model the cell starts from, below results/models/:
+        {model}/{dataset}/{replicate} (`base_replicate`)."""
+        return f"{self.model}/{self.dataset}/{base_replicate(self.seed, self.shared_base)}"
+
+
+def base_replicate(seed: int, shared: bool) -> str:
+    """The replicate folder of a base model: `shared` when every seed starts from one base, else
+    `s<seed>`."""
+    return "shared" if shared else f"s{seed}"
+
+
+def replicate_seed(config: Mapping[str, Any], replicate: str | int) -> int:
+    """The global seed the jobs of a replicate derive theirs from: `seed + s` for seed s of
+    `seeds` (so seed 0 runs the jobs of a single-seed run), and `seed` itself for a shared base.
+    The data splits are drawn from `seed` alone: every replicate forgets the same samples."""
+    if replicate == "shared":
+        return config["seed"]
+    return config["seed"] + int(str(replicate).removeprefix("s"))
 
 
 def lr_label(learning_rate: float) -> str:
@@ -66,12 +94,16 @@ def grid_blocks(config: Mapping[str, Any], experiment: Mapping[str, Any]) -> lis
 
 
 def cells(config: Mapping[str, Any]) -> Iterator[Cell]:
-    """Every grid cell once, experiment by experiment, in the order the blocks list them."""
+    """Every grid cell once, experiment by experiment, in the order the blocks list them, each
+    grid point once per seed of `seeds` (the innermost loop)."""
+    shared = not config["base_per_seed"]
     for experiment in config["experiments"]:
         seen = set()
         for block in grid_blocks(config, experiment):
-            for method, n, lr in product(block["methods"], block["n_requests"], block["learning_rates"]):
-                cell = Cell(experiment["model"], experiment["dataset"], method, n, lr)
+            for method, n, lr, seed in product(
+                block["methods"], block["n_requests"], block["learning_rates"], config["seeds"]
+            ):
+                cell = Cell(experiment["model"], experiment["dataset"], method, n, lr, seed, shared)
                 if cell not in seen:
                     seen.add(cell)
                     yield cell

@@ -14,9 +14,10 @@ RESULTS = "results"
 
 
 def metrics_json(cell: Cell, stage: str, results: str = RESULTS) -> str:
-    """Token metrics of a stage; the base model's are per N (they depend on the forget set)."""
+    """Token metrics of a stage; the base model's are per base replicate and N (they depend on
+    the forget set)."""
     if stage == "base":
-        return f"{results}/metrics/{cell.model}/{cell.dataset}/base/n{cell.n_requests}.json"
+        return f"{results}/metrics/{cell.base_key}/base/n{cell.n_requests}.json"
     return f"{results}/metrics/{cell.key}/{stage}.json"
 
 

@@ -3,8 +3,11 @@
 For each diagnostic of the unlearned model against the base model (mean CKA over layers, mean
 PCA distance and mean Fisher JS distance on the samples all cells of a model and dataset share,
 and the forgetting share), the Spearman correlation with the controlled recovery share of the
-same cells, with a percentile bootstrap interval (cells resampled with replacement). Which cells
-are correlated together is decided in tables.py (`prediction_groups`, `CELL_SETS`).
+same cells, with a percentile bootstrap interval. Replicates of a grid point (its seeds) are not
+independent cells: the bootstrap resamples grid points, then the seeds within each one picked (a
+two-stage, or cluster, bootstrap); with one seed per grid point that is the plain bootstrap over
+cells. Which cells are correlated together is decided in tables.py (`prediction_groups`,
+`CELL_SETS`).
 """
 
 from __future__ import annotations
@@ -40,14 +43,26 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def bootstrap_interval(
-    x: Sequence[float], y: Sequence[float], resamples: int = 1000, level: float = 0.95, seed: int = 0
+    x: Sequence[float],
+    y: Sequence[float],
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    clusters: Sequence | None = None,
 ) -> tuple[float, float]:
-    """Percentile interval of rho over resampled cells (resamples with a constant side skipped)."""
+    """Percentile interval of rho over resampled cells (resamples with a constant side skipped).
+
+    `clusters`: each cell's grid point; grid points are drawn with replacement, then as many of a
+    drawn point's cells (its seeds) with replacement from its own. None: every cell its own.
+    """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    members = _members(clusters if clusters is not None else range(len(x)))
     generator = np.random.default_rng(seed)
     values = []
     for _ in range(resamples):
-        pick = generator.integers(0, len(x), len(x))
+        pick = np.concatenate(
+            [_resample(members[g], generator) for g in generator.integers(0, len(members), len(members))]
+        )
         rho = spearman(x[pick], y[pick])
         if math.isfinite(rho):
             values.append(rho)
@@ -57,15 +72,36 @@ def bootstrap_interval(
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
-def correlate(diagnostic: Sequence[float | None], recovery: Sequence[float | None], seed: int = 0) -> dict:
-    """rho, its bootstrap interval and the number of cells where both numbers exist."""
-    pairs = [
-        (d, r)
-        for d, r in zip(diagnostic, recovery)
+def _members(clusters: Sequence) -> list[np.ndarray]:
+    """The positions of each cluster's cells, clusters in the order they first appear."""
+    positions: dict = {}
+    for index, cluster in enumerate(clusters):
+        positions.setdefault(cluster, []).append(index)
+    return [np.asarray(p) for p in positions.values()]
+
+
+def _resample(members: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+    # A single cell is its own resample: drawing nothing keeps the plain bootstrap's stream.
+    return members if len(members) == 1 else members[generator.integers(0, len(members), len(members))]
+
+
+def correlate(
+    diagnostic: Sequence[float | None],
+    recovery: Sequence[float | None],
+    seed: int = 0,
+    clusters: Sequence | None = None,
+) -> dict:
+    """rho over the cells where both numbers exist, its bootstrap interval (over `clusters`, each
+    cell's grid point, when given), and how many cells and grid points it rests on."""
+    clusters = list(clusters) if clusters is not None else list(range(len(diagnostic)))
+    kept = [
+        (d, r, c)
+        for d, r, c in zip(diagnostic, recovery, clusters)
         if d is not None and r is not None and math.isfinite(d) and math.isfinite(r)
     ]
-    if len(pairs) < 3:
-        return {"spearman": math.nan, "low": math.nan, "high": math.nan, "cells": len(pairs)}
-    x, y = zip(*pairs)
-    low, high = bootstrap_interval(x, y, seed=seed)
-    return {"spearman": spearman(x, y), "low": low, "high": high, "cells": len(pairs)}
+    counts = {"cells": len(kept), "grid_points": len({c for _, _, c in kept})}
+    if len(kept) < 3:
+        return {"spearman": math.nan, "low": math.nan, "high": math.nan, **counts}
+    x, y, kept_clusters = zip(*kept)
+    low, high = bootstrap_interval(x, y, seed=seed, clusters=kept_clusters)
+    return {"spearman": spearman(x, y), "low": low, "high": high, **counts}

@@ -24,8 +24,11 @@ from .io import atomic_path, read_json, rerun_hint
 from .layout import RESULTS, curve_json, diagnostics_json, metrics_json
 from .metrics import ATTACKS, held_out_regime, privacy_leak, regime
 from .prediction import correlate
+from .replicates import AGREEMENT_COLUMNS, OVER_SEEDS_COLUMNS, agreement, over_seeds, seeds_of, summarise
 
-KEY_COLUMNS = ["model", "dataset", "method", "n_requests", "learning_rate", "stage"]
+KEY_COLUMNS = ["model", "dataset", "method", "n_requests", "learning_rate", "seed", "stage"]
+# A row's key without its seed: what the seeds of a grid point share.
+POINT_COLUMNS = [c for c in KEY_COLUMNS if c != "seed"]
 SPLIT_MEASURES = ("accuracy", "sequence_accuracy", "loss", "perplexity", "n_tokens")
 SPLIT_COLUMNS = [f"{split}_{measure}" for split in ("forget", "retain", "holdout") for measure in SPLIT_MEASURES]
 ATTACK_NAMES = tuple(ATTACKS)
@@ -72,6 +75,7 @@ PROBE_COLUMNS = KEY_COLUMNS + [
 ]
 LOGIT_LENS_COLUMNS = KEY_COLUMNS + ["split", "layer_index", "layer", "accuracy", "mean_logprob", "targets"]
 CELL_COLUMNS = [c for c in KEY_COLUMNS if c != "stage"]
+GRID_POINT_COLUMNS = [c for c in CELL_COLUMNS if c != "seed"]
 REGIME_COLUMNS = CELL_COLUMNS + [
     "forget_base",
     "forget_never_seen",
@@ -170,7 +174,30 @@ PREDICTION_CELL_COLUMNS = (
 # The cells a correlation runs over: those that forgot (the result: only they have something to
 # recover) and all of them.
 CELL_SETS = ("forgotten", "all")
-PREDICTION_COLUMNS = ["model", "dataset", "target", "cell_set", "diagnostic", "spearman", "low", "high", "cells"]
+PREDICTION_COLUMNS = [
+    "model",
+    "dataset",
+    "target",
+    "cell_set",
+    "diagnostic",
+    "spearman",
+    "low",
+    "high",
+    "cells",
+    "grid_points",
+]
+# The categories of a cell whose agreement over seeds the regimes_agreement table gives.
+REGIME_CATEGORIES = [
+    "regime_paper",
+    "regime_controlled",
+    "regime_held_out",
+    "forgotten",
+    "catastrophic",
+    "reversible_paper",
+    "reversible_controlled",
+    "hidden",
+    "collapsed",
+]
 
 
 def cell_key(cell: Cell, stage: str) -> dict:
@@ -180,6 +207,7 @@ def cell_key(cell: Cell, stage: str) -> dict:
         "method": cell.method,
         "n_requests": cell.n_requests,
         "learning_rate": lr_label(cell.learning_rate),
+        "seed": cell.seed,
         "stage": stage,
     }
 
@@ -311,6 +339,7 @@ SINGLE_COLUMNS = [
     "dataset",
     "method",
     "learning_rate",
+    "seed",
     "stage",
     "mia_loss_auc",
     "forget_accuracy",
@@ -325,18 +354,20 @@ def single_unlearning_rows(metrics: list[dict]) -> list[dict]:
 
 def latex_table(rows: list[dict]) -> str:
     """The single-unlearning table as a LaTeX tabular (booktabs): one line per method and
-    learning rate, MIA / F.Acc / R.Acc for each stage."""
+    learning rate, MIA / F.Acc / R.Acc for each stage; with several seeds, their mean and standard
+    deviation."""
     stages = STAGES
     header = " & ".join(
         ["Model", "Data", "Method", "lr"] + [f"{m} ({s[0].upper()})" for s in stages for m in ("MIA", "F.Acc", "R.Acc")]
     )
     lines = ["\\begin{tabular}{llll" + "r" * 9 + "}", "\\toprule", header + " \\\\", "\\midrule"]
-    cells: dict[tuple, dict] = {}
+    cells: dict[tuple, dict[str, list]] = {}
     for row in rows:
-        cells.setdefault((row["model"], row["dataset"], row["method"], row["learning_rate"]), {})[row["stage"]] = row
+        point = (row["model"], row["dataset"], row["method"], row["learning_rate"])
+        cells.setdefault(point, {}).setdefault(row["stage"], []).append(row)
     for (model, dataset, method, lr), by_stage in cells.items():
         values = [
-            _fmt(by_stage.get(s, {}).get(m))
+            _fmt_over_seeds([r[m] for r in by_stage.get(s, [])])
             for s in stages
             for m in ("mia_loss_auc", "forget_accuracy", "retain_accuracy")
         ]
@@ -352,6 +383,16 @@ def _latex(text: str) -> str:
 def _fmt(value) -> str:
     number = _number(value)
     return "--" if number != number else f"{number:.3f}"
+
+
+def _fmt_over_seeds(values: list) -> str:
+    """One seed's value, or the mean $\\pm$ standard deviation of several."""
+    if len(values) < 2:
+        return _fmt(values[0] if values else None)
+    summary = summarise(values)
+    if summary["sd"] is None:
+        return _fmt(summary["mean"])
+    return f"{summary['mean']:.3f} $\\pm$ {summary['sd']:.3f}"
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -398,8 +439,8 @@ def representation_rows(
             fisher = result["fisher"]
             for index, layer in enumerate(fisher.get("layers", [])):
                 tables["histograms"].extend(_histogram_rows(key, layer, fisher["bins"], fisher["histogram"][index]))
-                # The base model's Fisher on the cell's forgotten samples depends on N only.
-                base_key = (cell.model, cell.dataset, cell.n_requests, layer)
+                # The base model's Fisher on the cell's forgotten samples depends on its seed and N only.
+                base_key = (cell.model, cell.dataset, cell.seed, cell.n_requests, layer)
                 if base_key not in base_histograms_done:
                     base_histograms_done.add(base_key)
                     base = {**key, "method": "", "learning_rate": "", "stage": "base"}
@@ -434,7 +475,7 @@ def _histogram_rows(key: dict, layer: str, bins: list[float], counts: list[int])
 
 def membership_probe_rows(cells: Iterable[Cell], metrics: list[dict], results: str = RESULTS) -> list[dict]:
     """The membership probe's AUC per layer of each unlearned and relearned model and of the base
-    model (once per (model, dataset, N): its probe depends on the cell's forget set only; method
+    model (once per (model, dataset, seed, N): its probe depends on the cell's forget set only; method
     and learning rate empty), with the LOSS attack's AUC of the same stage from the metrics rows.
     None without a probe (`diagnostics.membership_probe.enabled: false`)."""
     output_mia = {tuple(row[c] for c in KEY_COLUMNS): row["mia_loss_auc"] for row in metrics}
@@ -446,8 +487,9 @@ def membership_probe_rows(cells: Iterable[Cell], metrics: list[dict], results: s
             if not probe:
                 continue
             sides = [(cell_key(cell, stage), probe["stage"], cell_key(cell, stage))]
-            if (cell.model, cell.dataset, cell.n_requests) not in base_done:
-                base_done.add((cell.model, cell.dataset, cell.n_requests))
+            base_point = (cell.model, cell.dataset, cell.seed, cell.n_requests)
+            if base_point not in base_done:
+                base_done.add(base_point)
                 base = {**cell_key(cell, "base"), "method": "", "learning_rate": ""}
                 sides.append((base, probe["base"], cell_key(cell, "base")))
             for key, side, metrics_key in sides:
@@ -704,7 +746,8 @@ def cell_set(members: list[dict], name: str) -> list[dict]:
 
 def prediction_rows(cell_rows: list[dict], seed: int = 0) -> list[dict]:
     """Spearman's rho of each predictor with each target (`PREDICTION_TARGETS`), with a bootstrap
-    interval and the number of cells with both numbers: per group (`prediction_groups`), over the
+    interval over grid points and their seeds, and the number of cells (a grid point's seeds
+    each count) and of grid points with both numbers: per group (`prediction_groups`), over the
     cells that forgot and over all of them."""
     rows = []
     for (model, dataset), members in prediction_groups(cell_rows).items():
@@ -712,8 +755,9 @@ def prediction_rows(cell_rows: list[dict], seed: int = 0) -> list[dict]:
             for name in CELL_SETS:
                 picked = cell_set(members, name)
                 recovery = [_optional(r[target]) for r in picked]
+                points = [tuple(r[c] for c in GRID_POINT_COLUMNS) for r in picked]
                 for predictor in PREDICTORS:
-                    result = correlate([_optional(r[predictor]) for r in picked], recovery, seed=seed)
+                    result = correlate([_optional(r[predictor]) for r in picked], recovery, seed=seed, clusters=points)
                     rows.append(
                         {
                             "model": model,
@@ -790,13 +834,21 @@ class GridResults:
 @dataclass(frozen=True)
 class Table:
     """A tidy table, `results/tables/<name>.csv`. `caption`: shown in the report, with the text of
-    workflow/report/tables/<name>.rst. `renderings`: other files made from its rows, by suffix
-    (`<name>.<suffix>`)."""
+    workflow/report/tables/<name>.rst (or of `<caption>.rst`, when a name). `renderings`: other
+    files made from its rows, by suffix (`<name>.<suffix>`).
+
+    Replicates: `keys` names a row without its `seed` (a grid point's row, which each seed
+    repeats); a table with keys is summarised over seeds in `<name>_over_seeds` when `summarised`,
+    and figures draw it merged over seeds. `categories`: its columns whose agreement over seeds
+    `<name>_agreement` gives."""
 
     columns: Sequence[str]
     build: Callable[[GridResults], list[dict]]
-    caption: bool = True
+    caption: bool | str = True
     renderings: Mapping[str, Callable[[list[dict]], str]] = field(default_factory=dict)
+    keys: Sequence[str] = ()
+    summarised: bool = True
+    categories: Sequence[str] = ()
 
 
 def _representations(part: str) -> Callable[[GridResults], list[dict]]:
@@ -807,26 +859,58 @@ def _reversal(part: str) -> Callable[[GridResults], list[dict]]:
     return lambda grid: grid.read(reversal_rows)[part]
 
 
+def _point(columns: Sequence[str], upto: str) -> list[str]:
+    """A table's key columns without the seed: its columns up to and including `upto`."""
+    return [c for c in columns[: list(columns).index(upto) + 1] if c != "seed"]
+
+
 # A table built from others reads them through `GridResults.rows`, whatever their order here.
 TABLES: dict[str, Table] = {
-    "metrics": Table(METRICS_COLUMNS, lambda grid: metrics_rows(grid.grid, results=grid.results)),
-    "benchmarks": Table(BENCHMARK_COLUMNS, lambda grid: benchmark_rows(grid.grid, results=grid.results)),
-    "recovery": Table(RECOVERY_COLUMNS, _reversal("recovery")),
-    "quantization": Table(QUANTIZATION_COLUMNS, _reversal("quantization")),
+    "metrics": Table(METRICS_COLUMNS, lambda grid: metrics_rows(grid.grid, results=grid.results), keys=POINT_COLUMNS),
+    "benchmarks": Table(
+        BENCHMARK_COLUMNS,
+        lambda grid: benchmark_rows(grid.grid, results=grid.results),
+        keys=_point(BENCHMARK_COLUMNS, "problems"),
+    ),
+    "recovery": Table(RECOVERY_COLUMNS, _reversal("recovery"), keys=_point(RECOVERY_COLUMNS, "control_kind")),
+    "quantization": Table(QUANTIZATION_COLUMNS, _reversal("quantization"), keys=_point(QUANTIZATION_COLUMNS, "bits")),
     "regimes": Table(
-        REGIME_COLUMNS, lambda grid: regime_rows(grid.rows("metrics"), grid.rows("recovery"), grid.regimes)
+        REGIME_COLUMNS,
+        lambda grid: regime_rows(grid.rows("metrics"), grid.rows("recovery"), grid.regimes),
+        keys=GRID_POINT_COLUMNS,
+        categories=REGIME_CATEGORIES,
     ),
     "single_unlearning": Table(
-        SINGLE_COLUMNS, lambda grid: single_unlearning_rows(grid.rows("metrics")), renderings={"tex": latex_table}
+        SINGLE_COLUMNS,
+        lambda grid: single_unlearning_rows(grid.rows("metrics")),
+        renderings={"tex": latex_table},
+        keys=_point(SINGLE_COLUMNS, "stage"),
+        summarised=False,
     ),
-    "representations": Table(REPRESENTATION_COLUMNS, _representations("layers")),
-    "representation_summary": Table(SUMMARY_COLUMNS, _representations("summary")),
-    "fisher": Table(FISHER_COLUMNS, _representations("fisher")),
-    "fisher_histograms": Table(HISTOGRAM_COLUMNS, _representations("histograms"), caption=False),
+    "representations": Table(
+        REPRESENTATION_COLUMNS, _representations("layers"), keys=_point(REPRESENTATION_COLUMNS, "layer")
+    ),
+    "representation_summary": Table(
+        SUMMARY_COLUMNS, _representations("summary"), keys=_point(SUMMARY_COLUMNS, "split")
+    ),
+    "fisher": Table(FISHER_COLUMNS, _representations("fisher"), keys=_point(FISHER_COLUMNS, "layer")),
+    "fisher_histograms": Table(
+        HISTOGRAM_COLUMNS,
+        _representations("histograms"),
+        caption=False,
+        keys=_point(HISTOGRAM_COLUMNS, "bin_high"),
+        summarised=False,
+    ),
     "membership_probe": Table(
-        PROBE_COLUMNS, lambda grid: membership_probe_rows(grid.grid, grid.rows("metrics"), results=grid.results)
+        PROBE_COLUMNS,
+        lambda grid: membership_probe_rows(grid.grid, grid.rows("metrics"), results=grid.results),
+        keys=_point(PROBE_COLUMNS, "folds"),
     ),
-    "logit_lens": Table(LOGIT_LENS_COLUMNS, lambda grid: logit_lens_rows(grid.grid, results=grid.results)),
+    "logit_lens": Table(
+        LOGIT_LENS_COLUMNS,
+        lambda grid: logit_lens_rows(grid.grid, results=grid.results),
+        keys=_point(LOGIT_LENS_COLUMNS, "layer"),
+    ),
     "prediction_cells": Table(
         PREDICTION_CELL_COLUMNS,
         lambda grid: prediction_cell_rows(
@@ -840,14 +924,65 @@ TABLES: dict[str, Table] = {
     ),
     "prediction": Table(PREDICTION_COLUMNS, lambda grid: prediction_rows(grid.rows("prediction_cells"), grid.seed)),
     "findings": Table(
-        FINDING_COLUMNS,
-        lambda grid: finding_rows(
+        ["model", "seed", *FINDING_COLUMNS[1:]],
+        lambda grid: findings_per_seed(
             grid.rows("regimes"), grid.rows("representation_summary"), grid.rows("representations"), grid.rows("fisher")
         ),
+        keys=["model", "claim"],
+        summarised=False,
+        categories=["verdict"],
     ),
-    "requests": Table(REQUEST_COLUMNS, lambda grid: request_rows(grid.grid, results=grid.results)),
-    "relearning": Table(RELEARNING_COLUMNS, lambda grid: relearning_rows(grid.grid, results=grid.results)),
+    "requests": Table(
+        REQUEST_COLUMNS,
+        lambda grid: request_rows(grid.grid, results=grid.results),
+        keys=_point(REQUEST_COLUMNS, "request"),
+    ),
+    "relearning": Table(
+        RELEARNING_COLUMNS,
+        lambda grid: relearning_rows(grid.grid, results=grid.results),
+        keys=_point(RELEARNING_COLUMNS, "step"),
+    ),
 }
+
+
+def findings_per_seed(
+    regimes: list[dict], summary: list[dict], representations: list[dict], fisher: list[dict]
+) -> list[dict]:
+    """The paper's claims (findings.py) checked on each seed's cells on their own."""
+    rows = []
+    for seed in seeds_of(regimes):
+        tables = [[r for r in table if int(r["seed"]) == seed] for table in (regimes, summary, representations, fisher)]
+        rows += [{"model": row["model"], "seed": seed, **row} for row in finding_rows(*tables)]
+    return rows
+
+
+def _replicate_tables(tables: Mapping[str, Table]) -> dict[str, Table]:
+    """Per table with keys: `<name>_over_seeds`, its measures summarised over each key's seeds,
+    and, for a table with categories, `<name>_agreement`, how many seeds agree on each."""
+    derived = {}
+    for name, table in tables.items():
+        if table.keys and table.summarised:
+            derived[f"{name}_over_seeds"] = Table(
+                [*table.keys, *OVER_SEEDS_COLUMNS],
+                lambda grid, name=name, keys=table.keys: over_seeds(grid.rows(name), keys),
+                caption="over_seeds" if table.caption else False,
+            )
+        if table.categories:
+            derived[f"{name}_agreement"] = Table(
+                [*table.keys, *AGREEMENT_COLUMNS],
+                lambda grid, name=name, table=table: agreement(grid.rows(name), table.keys, table.categories),
+                caption="agreement",
+            )
+    return derived
+
+
+TABLES.update(_replicate_tables(TABLES))
+
+
+def caption_of(name: str) -> str | None:
+    """The stem of a table's caption in workflow/report/tables/, or None (not in the report)."""
+    caption = TABLES[name].caption
+    return (name if caption is True else caption) or None
 
 
 def table_files(name: str) -> dict[str, str]:

@@ -53,7 +53,7 @@ def test_schema_fills_defaults(tmp_path, micro_config):
     """The micro config omits most keys; a dry run with it plans the whole workflow."""
     planned = plan(tmp_path, micro_config)
     assert "results/tables/metrics.csv" in planned
-    assert "results/models/micro/github/base" in planned
+    assert "results/models/micro/github/s0/base" in planned
 
 
 def test_the_command_line_stops_before_any_job(tmp_path, micro_config):
@@ -81,25 +81,57 @@ def test_learning_rate_labels_are_short_and_exact():
 def test_an_experiment_can_have_its_own_grid(tmp_path, micro_config):
     micro_config["experiments"][0]["grid"] = {"methods": ["ga"], "n_requests": [1], "learning_rates": [1e-3]}
     planned = plan(tmp_path, micro_config)
-    assert "results/runs/micro/github/ga/n1/lr0.001/unlearned" in planned
+    assert "results/runs/micro/github/ga/n1/lr0.001/s0/unlearned" in planned
     assert not [p for p in planned if "lr0.003" in p or "/n2/" in p]
 
 
 def test_a_grid_can_be_a_union_of_cross_products(micro_config):
+    from snakemake.utils import validate
+
     from reversibility.config import cells
 
     micro_config["grid"] = [
         {"methods": ["ga", "npo"], "n_requests": [2], "learning_rates": [1e-3]},
         {"methods": ["ga"], "n_requests": [1, 2], "learning_rates": [1e-3, 1e-2]},
     ]
+    validate(micro_config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     keys = [c.key for c in cells(micro_config)]
     assert keys == [
-        "micro/github/ga/n2/lr0.001",
-        "micro/github/npo/n2/lr0.001",
-        "micro/github/ga/n1/lr0.001",
-        "micro/github/ga/n1/lr0.01",
-        "micro/github/ga/n2/lr0.01",
+        "micro/github/ga/n2/lr0.001/s0",
+        "micro/github/npo/n2/lr0.001/s0",
+        "micro/github/ga/n1/lr0.001/s0",
+        "micro/github/ga/n1/lr0.01/s0",
+        "micro/github/ga/n2/lr0.01/s0",
     ]
+
+
+def test_seeds_replicate_every_grid_point_from_a_base_per_seed_or_a_shared_one(micro_config):
+    from snakemake.utils import validate
+
+    from reversibility.config import cells, replicate_seed
+
+    micro_config["grid"] = {"methods": ["ga"], "n_requests": [2], "learning_rates": [1e-3, 1e-2]}
+    micro_config.update(seed=7, seeds=[0, 2])
+    validate(micro_config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    grid = list(cells(micro_config))
+    assert [c.key for c in grid] == [
+        "micro/github/ga/n2/lr0.001/s0",
+        "micro/github/ga/n2/lr0.001/s2",
+        "micro/github/ga/n2/lr0.01/s0",
+        "micro/github/ga/n2/lr0.01/s2",
+    ]
+    assert [c.base_key for c in grid[:2]] == ["micro/github/s0", "micro/github/s2"]
+    # Replicate s of seed 7 runs its jobs from 7 + s: seed 0 is the single-seed run.
+    assert [replicate_seed(micro_config, r) for r in ("s0", "s2", "shared")] == [7, 9, 7]
+    micro_config["base_per_seed"] = False
+    assert {c.base_key for c in cells(micro_config)} == {"micro/github/shared"}
+
+
+def test_seeds_are_distinct_non_negative_integers(tmp_path, micro_config):
+    micro_config["seeds"] = [0, 0]
+    assert "seeds" in rejection(tmp_path, micro_config)
+    micro_config["seeds"] = []
+    assert "seeds" in rejection(tmp_path, micro_config)
 
 
 def test_an_experiment_grid_is_checked_under_its_own_key(tmp_path, micro_config):
@@ -125,7 +157,7 @@ def test_a_hub_dataset_without_a_text_template_is_named(tmp_path, micro_config):
 
 
 # Overlays are read on top of the config they name (as their header says).
-OVERLAYS = {"smollm2-slice.yaml": "smollm2.yaml"}
+OVERLAYS = {"smollm2-slice.yaml": "configs/smollm2.yaml", "replicates.yaml": "config.yaml"}
 SHIPPED = ["config.yaml", *sorted(f"configs/{p.name}" for p in (REPO / "configs").glob("*.yaml"))]
 
 
@@ -135,7 +167,7 @@ def shipped_config(relative: str) -> dict:
     path = REPO / relative
     config = yaml.safe_load(path.read_text())
     if path.name in OVERLAYS:
-        config = {**yaml.safe_load((path.parent / OVERLAYS[path.name]).read_text()), **config}
+        config = {**yaml.safe_load((REPO / OVERLAYS[path.name]).read_text()), **config}
     return config
 
 
@@ -177,8 +209,9 @@ def test_the_paper_config_plans_its_whole_grid_offline(tmp_path):
     planned = plan(tmp_path, paper)
     ids = {spec["hub_id"] for spec in paper["datasets"].values()}
     assert {"ccdv/arxiv-summarization", "codeparrot/codeparrot-clean-valid", "AI-MO/NuminaMath-CoT"} == ids
-    assert "results/runs/yi-6b/github/npo/n100/lr1e-05/unlearned" in planned
-    assert "results/runs/qwen2.5-7b/numinamath/ga/n1/lr0.0001/relearned" in planned
+    assert "results/runs/yi-6b/github/npo/n100/lr1e-05/s0/unlearned" in planned
+    assert "results/models/yi-6b/github/shared/base" in planned
+    assert "results/runs/qwen2.5-7b/numinamath/ga/n1/lr0.0001/s0/relearned" in planned
     assert {"results/benchmarks/gsm8k/problems.jsonl", "results/benchmarks/math500/problems.jsonl"} <= set(planned)
     assert "results/figures/qwen2.5-7b/numinamath/benchmark_accuracy.png" in planned
 
@@ -205,7 +238,7 @@ def test_the_paper_configs_sharded_variants_ask_for_a_node_of_gpus_where_they_tr
         experiment["model"] += "-sharded"
     jobs = []
     plan(tmp_path, paper, jobs=jobs)
-    assert {"results/runs/yi-6b-sharded/arxiv/npo/n100/lr1e-05/relearned"} <= set(plan(tmp_path, paper))
+    assert {"results/runs/yi-6b-sharded/arxiv/npo/n100/lr1e-05/s0/relearned"} <= set(plan(tmp_path, paper))
     for name, resources in jobs:
         if name in {"base_model", "unlearn", "relearn"}:
             assert resources["gpu"] == 4 and resources["mem_mb"] >= 160000, (name, resources)

@@ -170,3 +170,24 @@ def test_rows_read_back_from_csv_give_the_same_findings(tmp_path):
     assert [r["verdict"] for r in in_memory] == [r["verdict"] for r in from_files]
     assert [r["claim"] for r in in_memory][0] == "single unlearning is mostly reversible"
     assert {r["model"] for r in in_memory} == {"tiny"}
+
+
+def test_each_seed_is_judged_on_its_own_cells_and_the_agreement_counts_the_seeds():
+    from reversibility.tables import TABLES, findings_per_seed
+
+    def seeded(seed, **kwargs):
+        return {**cell(n=1, **kwargs), "seed": seed}
+
+    # Seeds 0 and 2: both N = 1 cells reversible; seed 1: neither. Pooled, 4 of 6 would say "holds".
+    regimes = [seeded(s, method=m, reversible=s != 1) for s in (0, 1, 2) for m in ("ga", "npo")]
+    rows = findings_per_seed(regimes, [], [], [])
+    claim = "single unlearning is mostly reversible"
+    verdicts = {r["seed"]: r["verdict"] for r in rows if r["claim"] == claim}
+    assert verdicts == {0: HOLDS, 1: DOES_NOT_HOLD, 2: HOLDS}
+
+    class Built:
+        def rows(self, name):
+            return {"findings": rows}[name]
+
+    (agreed,) = [r for r in TABLES["findings_agreement"].build(Built()) if r["claim"] == claim]
+    assert agreed["label"] == f"{HOLDS} 2/3" and agreed["model"] == "tiny"

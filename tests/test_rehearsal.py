@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 PAPER = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
 EXPERIMENT = next(e for e in PAPER["experiments"] if e.get("benchmarks"))  # Qwen2.5-7B on NuminaMath
 METHOD, N, LR = "npo", max(PAPER["grid"][0]["n_requests"]), min(PAPER["grid"][0]["learning_rates"])
-CELL = f"{EXPERIMENT['model']}/{EXPERIMENT['dataset']}/{METHOD}/n{N}/lr{LR:g}"
+CELL = f"{EXPERIMENT['model']}/{EXPERIMENT['dataset']}/{METHOD}/n{N}/lr{LR:g}/s0"
 # What replaces a 6-7B model: the same max_length, dtype and base training, a micro shape,
 # positions for the longest benchmark budget after a prompt, and both cores for each job.
 MICRO = {

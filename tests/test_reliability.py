@@ -92,8 +92,8 @@ def test_a_run_killed_during_unlearning_capture_and_metrics_resumes_to_the_clean
 
 
 def test_a_corrupted_capture_is_refused_and_rebuilt_by_forcing_its_rule(micro_copy):
-    capture = "results/activations/micro/github/ga/n2/lr0.001/unlearned.h5"
-    metrics = "results/metrics/micro/github/ga/n2/lr0.001/unlearned.json"
+    capture = "results/activations/micro/github/ga/n2/lr0.001/s0/unlearned.h5"
+    metrics = "results/metrics/micro/github/ga/n2/lr0.001/s0/unlearned.json"
     before = read_json(micro_copy / metrics)
     path = micro_copy / capture
     data = bytearray(path.read_bytes())
@@ -101,7 +101,7 @@ def test_a_corrupted_capture_is_refused_and_rebuilt_by_forcing_its_rule(micro_co
     path.write_bytes(bytes(data))
     refused = run_snakemake(micro_copy, "--cores", "2", "--forcerun", metrics)
     assert refused.returncode != 0
-    log = (micro_copy / "results/logs/metrics/micro/github/ga/n2/lr0.001.log").read_text()
+    log = (micro_copy / "results/logs/metrics/micro/github/ga/n2/lr0.001/s0.log").read_text()
     assert capture in log and f"--forcerun {capture}" in log
     rebuilt = run_snakemake(micro_copy, "--cores", "2", "--forcerun", capture)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
@@ -114,7 +114,7 @@ def test_a_diverging_cell_ends_collapsed_with_every_artifact_and_figure(micro_co
     (micro_copy / "config.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(micro_copy, "--cores", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    cell = "micro/github/ga/n2/lr100000"
+    cell = "micro/github/ga/n2/lr100000/s0"
     for stage in ("unlearned", "relearned"):
         assert read_json(micro_copy / f"results/metrics/{cell}/{stage}.json")["collapsed"] is True
         assert read_json(micro_copy / f"results/diagnostics/{cell}/{stage}.json")

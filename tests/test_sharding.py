@@ -30,7 +30,7 @@ def unlearn_arguments(run, out):
     # each process, the retain batches (1 sequence) go whole to both.
     unlearning = {**defaults("unlearning"), "grad_accumulation": 2, "retain_batch_size": 1}
     return dict(
-        base_dir=run / "results/models/micro/github/base",
+        base_dir=run / "results/models/micro/github/s0/base",
         data_dir=run / "results/data/github",
         out_dir=out / "unlearned",
         curve_path=out / "requests.json",

@@ -72,7 +72,7 @@ def test_the_micro_workflow_runs_as_slurm_jobs_and_a_rerun_submits_nothing(clust
     for job in (rules["base_model"], *cells):
         assert "gres/gpu=2" in job["ReqTRES"] and "cpu=2" in job["ReqTRES"], job  # --gpus from the model spec
     assert "gres/gpu=1" in rules["capture_base"]["ReqTRES"]  # a capture runs in one process
-    base_log = (tmp_path / "results/logs/base_model/micro/github.log").read_text()
+    base_log = (tmp_path / "results/logs/base_model/micro/github/s0.log").read_text()
     assert "sharded over 2 processes" in base_log
     for rule in ("prepare_data", "metrics_base"):
         assert "gres/gpu" not in rules[rule]["ReqTRES"], rules[rule]

@@ -33,7 +33,7 @@ def test_cells_save_adapters_not_models(smollm2_run):
     for method in ("ga", "npo"):
         for stage in ("unlearned", "relearned"):
             saved = {
-                p.name for p in (smollm2_run / f"results/runs/smollm2/github/{method}/n2/lr0.001/{stage}").iterdir()
+                p.name for p in (smollm2_run / f"results/runs/smollm2/github/{method}/n2/lr0.001/s0/{stage}").iterdir()
             }
             assert "adapter_model.safetensors" in saved and "model.safetensors" not in saved
     assert (smollm2_run / "results/models/smollm2/pretrained/model.safetensors").exists()

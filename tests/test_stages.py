@@ -29,7 +29,7 @@ def defaults(section):
 def unlearn(run, out, method="ga", lr=1e-3, n=2, lora=None, hyperparameters=None):
     cell = f"micro/github/{method}/n{n}/lr{lr:g}"
     unlearn_stage.unlearn(
-        run / "results/models/micro/github/base",
+        run / "results/models/micro/github/s0/base",
         run / "results/data/github",
         out / "unlearned",
         curve_path=out / "requests.json",
@@ -105,7 +105,7 @@ def test_rmu_moves_the_forget_sets_states_at_its_layer_towards_its_control_vecto
             control = hp["steering_coefficient"] * random_direction(states.shape[-1], hp["seed"])
             return token_mean_squared_distance(states, control, batch).item()
 
-    before, after = distance(micro_run / "results/models/micro/github/base"), distance(unlearned)
+    before, after = distance(micro_run / "results/models/micro/github/s0/base"), distance(unlearned)
     # c u is long beside the micro model's states (c^2 / hidden = 1.32): 8 steps at 1e-3 with
     # alpha 1200 take the distance from 1.339 to 1.301 (measured)
     assert after < 0.99 * before, (before, after)
@@ -130,7 +130,7 @@ def test_a_diverging_cell_is_marked_collapsed_and_still_measured(micro_run, tmp_
             capture, micro_run / "results/data/github", tmp_path / f"{stage}.json", n_requests=2
         )
         diagnostics.diagnostics(
-            micro_run / "results/activations/micro/github/base.h5",
+            micro_run / "results/activations/micro/github/s0/base.h5",
             capture,
             micro_run / "results/data/github",
             tmp_path / f"{stage}-cka.json",

@@ -71,9 +71,9 @@ def read_object(store, key: str) -> str:
 def test_the_tables_job_finds_its_inputs_where_they_were_fetched():
     cell = Cell(model="m", dataset="d", method="ga", n_requests=2, learning_rate=0.001)
     fetched = ".snakemake/storage/s3/bucket/prefix/results"
-    others = [f"{fetched}/metrics/m/d/ga/n2/lr0.001/unlearned.json"]
-    assert local_results([*others, f"{fetched}/metrics/m/d/base/n2.json"], cell) == fetched
-    assert local_results(["results/metrics/m/d/base/n2.json"], cell) == "results"
+    others = [f"{fetched}/metrics/m/d/ga/n2/lr0.001/s0/unlearned.json"]
+    assert local_results([*others, f"{fetched}/metrics/m/d/s0/base/n2.json"], cell) == fetched
+    assert local_results(["results/metrics/m/d/s0/base/n2.json"], cell) == "results"
     with pytest.raises(ValueError, match="base/n2.json is not among"):
         local_results(others, cell)
 
@@ -96,7 +96,7 @@ def test_a_job_that_reads_a_dataset_declares_every_split_file_of_it(tmp_path, mi
     assert read["relearn"] == {"results/data/github/", "results/data/other/"}
     assert read["unlearn"] == {"results/data/github/", "results/data/other/"}
     relearn = next(inputs for rule, inputs in jobs if rule == "relearn")
-    assert "results/models/micro/github/base" in relearn  # LoRA adapters need their base
+    assert "results/models/micro/github/s0/base" in relearn  # LoRA adapters need their base
 
 
 def test_a_dataset_file_of_the_config_is_a_local_input_of_its_split(tmp_path, micro_config):
@@ -133,7 +133,7 @@ def test_the_micro_workflow_keeps_its_artifacts_in_a_bucket_and_a_rerun_plans_no
     assert first.returncode == 0, first.stderr[-4000:]
 
     keys = {obj.key for obj in store.objects.all()}
-    cell = "micro/github/ga/n2/lr0.001"
+    cell = "micro/github/ga/n2/lr0.001/s0"
     for artifact in (
         "results/tables/metrics.csv",
         "results/tables/recovery.csv",
@@ -142,7 +142,7 @@ def test_the_micro_workflow_keeps_its_artifacts_in_a_bucket_and_a_rerun_plans_no
         f"results/activations/{cell}/relearned.h5",
         f"results/metrics/{cell}/reversal.json",
         f"results/runs/{cell}/unlearned/adapter_model.safetensors",
-        "results/models/micro/github/base/model.safetensors",
+        "results/models/micro/github/s0/base/model.safetensors",
     ):
         assert artifact in keys, sorted(keys)
     # Nothing in a local results/ tree, and no local copy of a checkpoint or capture left behind.

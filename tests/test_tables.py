@@ -5,6 +5,7 @@ Everything here runs on synthetic rows or JSONs written in a temporary folder (n
 import json
 import math
 
+import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
@@ -16,6 +17,7 @@ from reversibility.tables import (
     PREDICTION_CELL_COLUMNS,
     PREDICTION_TARGETS,
     PREDICTORS,
+    TABLES,
     prediction_cell_rows,
     prediction_groups,
     prediction_rows,
@@ -37,11 +39,13 @@ def write(path, data):
 # --------------------------------------------------------------------------- regimes
 
 
-def cell_rows(method, base, unlearned, relearned, matched, never_seen=0.2, retain_unlearned=0.6, n=1, held_out=None):
+def cell_rows(
+    method, base, unlearned, relearned, matched, never_seen=0.2, retain_unlearned=0.6, n=1, held_out=None, seed=0
+):
     """Metrics and recovery rows of one cell. `matched`: (raw relearned F.Acc, controlled recovery)
     of the matched budget, which here is not the primary one; `held_out`: (unlearned F.Acc on the
     held-out part, latent recovery) of a held-out row."""
-    key = dict(zip(CELL_COLUMNS, ("tiny", "toy", method, n, "0.001")))
+    key = dict(zip(CELL_COLUMNS, ("tiny", "toy", method, n, "0.001", seed)))
     stages = (("base", base, 0.6), ("unlearned", unlearned, retain_unlearned), ("relearned", relearned, 0.6))
     metrics = [
         {
@@ -153,6 +157,36 @@ def test_every_regime_from_hand_worked_rows(cell, paper, controlled):
     metrics, recovery = cell_rows("ga", base=0.9, relearned=0.5, **cell)
     (row,) = regime_rows(metrics, recovery, THRESHOLDS)
     assert (row["regime_paper"], row["regime_controlled"]) == (paper, controlled)
+
+
+class Built:
+    """The tables a derived table reads, as GridResults.rows gives them."""
+
+    def __init__(self, **tables):
+        self.tables = tables
+
+    def rows(self, name):
+        return self.tables[name]
+
+
+def test_regimes_over_seeds_give_agreement_and_the_interval_of_each_share():
+    # Two seeds recover 0.6 beyond the control ((0.2 + 0.6 - 0.2) / 0.7 of the gap), one 0.05.
+    metrics, recovery = [], []
+    for seed, controlled in ((0, 0.6), (1, 0.6), (2, 0.05)):
+        m, r = cell_rows("ga", base=0.9, unlearned=0.2, relearned=0.5, matched=(0.8, controlled), seed=seed)
+        metrics, recovery = metrics + m, recovery + r
+    regimes = regime_rows(metrics, recovery, THRESHOLDS)
+    assert [row["seed"] for row in regimes] == [0, 1, 2]
+    built = Built(regimes=regimes)
+    labels = {row["measure"]: row["label"] for row in TABLES["regimes_agreement"].build(built)}
+    assert labels["regime_controlled"] == "reversible, retain kept 2/3"
+    assert labels["regime_paper"] == "reversible, retain kept 3/3"
+    (share,) = [r for r in TABLES["regimes_over_seeds"].build(built) if r["measure"] == "controlled_recovery_share"]
+    shares = [0.6 / 0.7, 0.6 / 0.7, 0.05 / 0.7]
+    assert share["seeds"] == 3 and share["method"] == "ga" and "seed" not in share
+    assert share["mean"] == pytest.approx(np.mean(shares)) and share["sd"] == pytest.approx(np.std(shares, ddof=1))
+    half = 4.302652729911275 * np.std(shares, ddof=1) / np.sqrt(3)  # t(0.975, 2 dof)
+    assert (share["low"], share["high"]) == pytest.approx((np.mean(shares) - half, np.mean(shares) + half))
 
 
 def test_an_unlearned_accuracy_below_the_never_seen_level_is_reported_as_damage():
@@ -269,7 +303,7 @@ def test_fisher_rows_carry_both_sample_sets_with_the_share_below_range(tmp_path)
 
 def regime_row(model, dataset, method, forgetting, recovery_share, forgotten=True):
     return {
-        **dict(zip(CELL_COLUMNS, (model, dataset, method, 1, "0.001"))),
+        **dict(zip(CELL_COLUMNS, (model, dataset, method, 1, "0.001", 0))),
         "forgetting": forgetting,
         "controlled_recovery_share": recovery_share,
         "latent_recovery_share": recovery_share / 2,
@@ -283,7 +317,7 @@ def regime_row(model, dataset, method, forgetting, recovery_share, forgotten=Tru
 
 def test_prediction_cells_take_every_diagnostic_from_the_common_samples():
     regimes = [regime_row("tiny", "toy", "ga", 0.9, 0.4)]
-    key = dict(zip(CELL_COLUMNS, ("tiny", "toy", "ga", 1, "0.001")))
+    key = dict(zip(CELL_COLUMNS, ("tiny", "toy", "ga", 1, "0.001", 0)))
     splits = (("all", 0.1), ("forget", 0.2), ("common", 0.3))
     summary = [
         {**key, "stage": "unlearned", "split": split, "mean_cka": cka, "mean_pca_distance": 10 * cka}
@@ -304,7 +338,7 @@ def test_prediction_cells_take_every_diagnostic_from_the_common_samples():
 
 def test_prediction_cells_read_the_lens_and_the_probe_of_the_unlearned_model_on_its_forget_set():
     regimes = [regime_row("tiny", "toy", "ga", 0.9, 0.4), regime_row("tiny", "toy", "npo", 0.9, 0.4)]
-    ga = dict(zip(CELL_COLUMNS, ("tiny", "toy", "ga", 1, "0.001")))
+    ga = dict(zip(CELL_COLUMNS, ("tiny", "toy", "ga", 1, "0.001", 0)))
     # Forget accuracy per layer (the last is the output): the unlearned model reads 0.5 at layer 1
     # where its output gives 0.1; the holdout and the other stages are not read.
     lens = [
@@ -465,7 +499,9 @@ def test_every_table_in_the_report_has_its_caption_and_every_caption_its_table()
     from reversibility.tables import TABLES
 
     captions = Path(__file__).resolve().parents[1] / "workflow" / "report" / "tables"
-    assert {p.stem for p in captions.glob("*.rst")} == {name for name, t in TABLES.items() if t.caption}
+    from reversibility.tables import caption_of
+
+    assert {p.stem for p in captions.glob("*.rst")} == {caption_of(name) for name in TABLES} - {None}
 
 
 # --------------------------------------------------------------------------- membership probe
@@ -490,7 +526,7 @@ def test_membership_probe_rows_carry_every_layer_and_stage_beside_the_output_mia
             }
             write(tmp_path / diagnostics_json(cell, stage, "results"), result)
         for stage, mia in (("base", {1: 0.91, 4: 0.94}[cell.n_requests]), ("unlearned", 0.4), ("relearned", 0.7)):
-            key = dict(zip(CELL_COLUMNS, (cell.model, cell.dataset, cell.method, cell.n_requests, "0.001")))
+            key = dict(zip(CELL_COLUMNS, (cell.model, cell.dataset, cell.method, cell.n_requests, "0.001", 0)))
             metrics.append({**key, "stage": stage, "mia_loss_auc": mia if cell.method == "ga" else mia - 0.1})
     rows = membership_probe_rows(cells, metrics, results=str(tmp_path / "results"))
     assert all(set(row) == set(PROBE_COLUMNS) for row in rows)

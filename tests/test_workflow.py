@@ -42,7 +42,7 @@ def test_gradient_ascent_lowers_forget_accuracy_and_relearning_raises_it(micro_r
 
 
 def test_cka_of_the_base_against_itself_is_one(micro_run):
-    with Capture(micro_run / "results/activations/micro/github/base.h5") as base:
+    with Capture(micro_run / "results/activations/micro/github/s0/base.h5") as base:
         for layer in range(len(base.layers)):
             x = base.features("forget", layer)
             assert linear_cka(x, x) == pytest.approx(1.0)
@@ -124,10 +124,12 @@ def test_regimes_are_assigned_to_every_cell(micro_run):
 
 
 def test_artifacts_carry_provenance(micro_run):
-    checkpoint = json.loads((micro_run / "results/models/micro/github/base/provenance.json").read_text())
+    checkpoint = json.loads((micro_run / "results/models/micro/github/s0/base/provenance.json").read_text())
     assert checkpoint["params"]["seed"] == 0 and len(checkpoint["sha256"]) == 64
     assert "torch" in checkpoint["versions"]
-    meta = json.loads((micro_run / "results/metrics/micro/github/ga/n2/lr0.001/unlearned.json.meta.json").read_text())
+    meta = json.loads(
+        (micro_run / "results/metrics/micro/github/ga/n2/lr0.001/s0/unlearned.json.meta.json").read_text()
+    )
     assert meta["inputs"]["capture"]["sha256"]
     assert not list((micro_run / "results").rglob("*.bin")) and not list((micro_run / "results").rglob("*.pt"))
 
@@ -199,21 +201,87 @@ def test_adding_a_learning_rate_plans_only_the_new_cell_and_the_aggregates(micro
     planned = plan(micro_copy, micro_config)
     per_cell = [p for p in planned if p.split("/")[1] in CELL_RULE_OUTPUTS]
     assert per_cell and all("/lr0.01/" in p for p in per_cell)
+    assert {p for p in planned if p not in per_cell} == aggregates()
+    assert "results/runs/micro/github/ga/n2/lr0.01/s0/unlearned" in planned
+
+
+def aggregates() -> set[str]:
+    """The files of the tables and figures jobs: what every change of the grid rebuilds."""
     from reversibility.figures import per_experiment
     from reversibility.tables import TABLES, table_files
 
-    assert {p for p in planned if p not in per_cell} == {
+    return {
         *(f"results/tables/{file}" for name in TABLES for file in table_files(name).values()),
         *(f"results/figures/micro/github/{f.name}.{e}" for f in per_experiment(False) for e in ("png", "pdf")),
     }
-    assert "results/runs/micro/github/ga/n2/lr0.01/unlearned" in planned
+
+
+def test_adding_a_seed_plans_only_that_seeds_jobs_and_the_aggregates(micro_copy, micro_config):
+    micro_config["seeds"] = [0, 1]
+    planned = plan(micro_copy, micro_config)
+    replicate = {p for p in planned if "/s1/" in p}
+    assert set(planned) - replicate == aggregates()
+    # Its own base model (base_per_seed), captures and metrics, and both cells; the data is shared.
+    assert {
+        "results/models/micro/github/s1/base",
+        "results/activations/micro/github/s1/base.h5",
+        "results/metrics/micro/github/s1/base/n2.json",
+        "results/runs/micro/github/ga/n2/lr0.001/s1/relearned",
+        "results/runs/micro/github/ga/n2/lr0.003/s1/relearned",
+    } <= replicate
+
+
+def test_seeds_sharing_a_base_model_train_it_once(tmp_path, micro_config):
+    micro_config.update(seeds=[0, 1, 2], base_per_seed=False)
+    jobs = []
+    planned = plan(tmp_path, micro_config, jobs=jobs)
+    assert [name for name, _ in jobs].count("base_model") == 1
+    assert [name for name, _ in jobs].count("unlearn") == 6
+    assert "results/models/micro/github/shared/base" in planned
+    assert not [
+        p for p in planned if p.startswith(("results/models/micro/github/s0", "results/models/micro/github/s1"))
+    ]
+
+
+def test_a_second_seed_runs_beside_the_first_and_removing_it_rebuilds_only_the_aggregates(micro_copy, micro_config):
+    first_seed = {p: p.stat().st_mtime_ns for p in (micro_copy / "results/runs").rglob("*") if p.is_file()}
+    micro_config["seeds"] = [0, 1]
+    (micro_copy / "config.yaml").write_text(yaml.safe_dump(micro_config))
+    result = run_snakemake(micro_copy, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in first_seed} == first_seed  # seed 0 untouched
+
+    metrics = read_csv(micro_copy / "results/tables/metrics.csv")
+    assert {(r["learning_rate"], r["stage"], r["seed"]) for r in metrics} == {
+        (lr, stage, seed) for lr in ("0.001", "0.003") for stage in ("base", "unlearned", "relearned") for seed in "01"
+    }
+    base = {r["seed"]: r["forget_loss"] for r in metrics if r["stage"] == "base"}
+    assert base["0"] != base["1"]  # a base model per seed, each from its own initialisation
+    provenance = read_json(micro_copy / "results/models/micro/github/s1/base/provenance.json")
+    assert (provenance["params"]["replicate"], provenance["params"]["seed"]) == ("s1", 1)
+    summary = read_csv(micro_copy / "results/tables/metrics_over_seeds.csv")
+    for row in (r for r in summary if r["measure"] == "forget_accuracy"):
+        values = [
+            float(r["forget_accuracy"])
+            for r in metrics
+            if (r["learning_rate"], r["stage"]) == (row["learning_rate"], row["stage"])
+        ]
+        assert row["seeds"] == "2" and float(row["mean"]) == pytest.approx(sum(values) / 2)
+        assert float(row["low"]) <= min(values) and float(row["high"]) >= max(values)
+    labels = [r["label"] for r in read_csv(micro_copy / "results/tables/regimes_agreement.csv")]
+    assert labels and all(label.endswith(("1/2", "2/2")) for label in labels)
+    figure = micro_copy / "results/figures/micro/github/accuracy_trajectory.png"
+    assert figure.stat().st_size > 0
+
+    micro_config["seeds"] = [0]
+    assert set(plan(micro_copy, micro_config)) == aggregates()
 
 
 def test_changing_the_relearning_rate_reruns_relearning_and_what_follows_but_no_unlearning(micro_copy, micro_config):
     micro_config["relearning"]["learning_rate"] = 1e-3
     planned = plan(micro_copy, micro_config)
     for lr in ("0.001", "0.003"):
-        cell = f"micro/github/ga/n2/lr{lr}"
+        cell = f"micro/github/ga/n2/lr{lr}/s0"
         assert f"results/runs/{cell}/relearned" in planned
         assert f"results/metrics/{cell}/relearned.json" in planned
         assert f"results/diagnostics/{cell}/relearned.json" in planned
@@ -227,7 +295,7 @@ def test_adding_a_benchmark_reruns_the_captures_but_no_training(micro_copy, micr
     micro_config["experiments"][0]["benchmarks"] = ["gsm8k"]
     planned = plan(micro_copy, micro_config)
     assert "results/benchmarks/gsm8k/problems.jsonl" in planned
-    assert "results/activations/micro/github/base.h5" in planned
+    assert "results/activations/micro/github/s0/base.h5" in planned
     assert "results/figures/micro/github/benchmark_accuracy.png" in planned
     assert not [p for p in planned if p.endswith("/unlearned") or p.startswith("results/models/")]
 
@@ -251,7 +319,7 @@ def test_a_sharded_cell_runs_through_snakemake_to_the_weights_of_one_process(mic
 
     micro_config["models"]["micro"].update(SHARDED)
     (micro_copy / "config.yaml").write_text(yaml.safe_dump(micro_config))
-    cell = "micro/github/ga/n2/lr0.001"
+    cell = "micro/github/ga/n2/lr0.001/s0"
     checkpoints = {stage: micro_copy / f"results/runs/{cell}/{stage}" for stage in ("unlearned", "relearned")}
     single = {stage: load_file(path / "model.safetensors") for stage, path in checkpoints.items()}
     result = run_snakemake(

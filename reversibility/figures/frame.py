@@ -47,6 +47,32 @@ def methods_of(rows: Iterable[dict]) -> list[str]:
     return sorted({r["method"] for r in rows if r.get("method")}, key=method_rank)
 
 
+def band(ax, xs, rows: list[dict | None], column: str, color, alpha: float = 0.15) -> None:
+    """The interval over seeds of `column` around a line through `xs` (one row per x, None where
+    none), where the rows carry one (`<column>_low`/`_high`, from tables merged over seeds)."""
+    low = [number(r.get(f"{column}_low")) if r else math.nan for r in rows]
+    high = [number(r.get(f"{column}_high")) if r else math.nan for r in rows]
+    if any(math.isfinite(value) for value in low):
+        ax.fill_between(xs, low, high, color=color, alpha=alpha, linewidth=0)
+
+
+def error_bars(rows: list[dict | None], column: str) -> np.ndarray | None:
+    """Distances below and above each row's `column` to its interval over seeds (for `yerr`), or
+    None when no row has one."""
+    values = [number(r.get(column)) if r else math.nan for r in rows]
+    low = [number(r.get(f"{column}_low")) if r else math.nan for r in rows]
+    high = [number(r.get(f"{column}_high")) if r else math.nan for r in rows]
+    if not any(math.isfinite(value) for value in low):
+        return None
+    return np.nan_to_num(np.array([np.subtract(values, low), np.subtract(high, values)]))
+
+
+def agreement_suffix(row: dict, column: str) -> str:
+    """ " k/n" when the row was merged over n seeds, k of which give its `column`'s value."""
+    agreeing = row.get(f"{column}_agreeing")
+    return f" {agreeing}/{row['seeds']}" if agreeing not in (None, "") else ""
+
+
 def values_of(rows: Iterable[dict], key: str) -> list[str]:
     return sorted({r[key] for r in rows if r.get(key) not in ("", None)}, key=float)
 

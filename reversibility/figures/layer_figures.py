@@ -11,6 +11,7 @@ import numpy as np
 
 from .frame import (
     STAGE_STYLE,
+    band,
     cell_panels,
     colour,
     empty,
@@ -31,21 +32,23 @@ LENS_SPLIT_STYLE = {"forget": "-", "holdout": "--"}
 
 def per_layer(representations: list[dict], stem, column: str, ylabel: str, split: str = "all", title: str = "") -> int:
     """A per-layer diagnostic against the base model: one panel per (N, lr), one colour per
-    method, unlearned solid and relearned dashed."""
+    method, unlearned solid and relearned dashed; with several seeds, their mean and a band of
+    their 95% interval."""
 
     def draw(ax, panel):
         names = {}
         for method in methods_of(panel):
             for stage in ("unlearned", "relearned"):
-                line = sorted(
-                    (int(r["layer_index"]), number(r[column]), r["layer"])
-                    for r in panel
-                    if r["method"] == method and r["stage"] == stage
+                rows = sorted(
+                    (r for r in panel if r["method"] == method and r["stage"] == stage),
+                    key=lambda r: int(r["layer_index"]),
                 )
-                names.update({k: name for k, _, name in line})
+                xs = [int(r["layer_index"]) for r in rows]
+                names.update({int(r["layer_index"]): r["layer"] for r in rows})
+                band(ax, xs, rows, column, colour(method))
                 ax.plot(
-                    [k for k, _, _ in line],
-                    [v for _, v, _ in line],
+                    xs,
+                    [number(r[column]) for r in rows],
                     STAGE_STYLE[stage],
                     marker="o",
                     markersize=3,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..tables import CELL_SETS, HELD_OUT, PREDICTION_TARGETS, PREDICTORS
-from .frame import cell_panels, colour, empty, legend, methods_of, number, panels, save
+from .frame import band, cell_panels, colour, empty, legend, methods_of, number, panels, save
 
 
 def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
@@ -29,6 +29,8 @@ def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
             for column, style, label in (("controlled_recovery", "-", "controlled"), ("forget_gain", "--", "raw")):
                 ys = [number(by_budget[b][column]) if b in by_budget else math.nan for b in budgets]
                 ax.plot(range(len(budgets)), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
+                if column == "controlled_recovery":
+                    band(ax, range(len(budgets)), [by_budget.get(b) for b in budgets], column, colour(method))
         ax.axhline(0, color="black", linewidth=0.6)
         ticks = [f"{'held out, ' if held else ''}{steps} steps\nlr={rate:g}" for held, rate, steps in budgets]
         ax.set_xticks(range(len(budgets)), ticks, fontsize=7)

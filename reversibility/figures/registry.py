@@ -37,9 +37,10 @@ class Figure:
 
     def draw(self, tables: Mapping[str, list[dict]], model: str, dataset: str, out_dir: str | os.PathLike) -> int:
         """This figure of one (model, dataset), as `out_dir/<name>.png` and `.pdf`, from the rows
-        of its tables; returns its axes count."""
+        of its tables merged over seeds (`merge_replicates`); returns its axes count."""
         inputs = [
-            [r for r in tables[table] if r["model"] == model and r["dataset"] == dataset] for table in self.tables
+            merge_replicates(table, [r for r in tables[table] if r["model"] == model and r["dataset"] == dataset])
+            for table in self.tables
         ]
         return self.function()(*inputs, Path(out_dir) / self.name)
 
@@ -75,6 +76,20 @@ FIGURES: dict[str, Figure] = {
         ),
     )
 }
+
+
+def merge_replicates(table: str, rows: list[dict]) -> list[dict]:
+    """A table's rows as figures draw them: with several seeds, one row per grid point's row
+    (`replicates.collapse`: measures averaged, with `<measure>_low`/`_high` for bands and error
+    bars; categories by majority, with `<column>_agreeing`). A table without keys (the prediction's
+    cells) keeps every seed's rows; one seed's rows are drawn as they are."""
+    from ..replicates import collapse, seeds_of
+    from ..tables import TABLES
+
+    keys = TABLES[table].keys
+    if not keys or len(seeds_of(rows)) < 2:
+        return rows
+    return collapse(rows, keys)
 
 
 def per_experiment(needs_benchmarks: bool) -> list[Figure]:

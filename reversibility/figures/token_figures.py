@@ -10,7 +10,20 @@ import matplotlib
 import numpy as np
 
 from ..config import STAGES
-from .frame import cell_panels, colour, empty, method_rank, methods_of, number, panels, save, values_of
+from .frame import (
+    agreement_suffix,
+    band,
+    cell_panels,
+    colour,
+    empty,
+    error_bars,
+    method_rank,
+    methods_of,
+    number,
+    panels,
+    save,
+    values_of,
+)
 
 STAGE_COLOURS = {"base": "#999999", "unlearned": "#d95f02", "relearned": "#1b9e77"}
 REGIME_COLOURS = {
@@ -37,7 +50,8 @@ REGIME_VIEWS = {
 
 def accuracy_trajectory(metrics: list[dict], stem, title: str = "") -> int:
     """F.Acc (solid) and R.Acc (dashed) from base to unlearned to relearned, per method; one
-    panel per (N, lr): forgetting that relearning undoes climbs back up (the paper's Figure 1)."""
+    panel per (N, lr): forgetting that relearning undoes climbs back up (the paper's Figure 1).
+    With several seeds, their mean, and their 95% interval as a band."""
 
     def draw(ax, panel):
         for method in methods_of(panel):
@@ -45,6 +59,7 @@ def accuracy_trajectory(metrics: list[dict], stem, title: str = "") -> int:
             for column, style, label in (("forget_accuracy", "-", "F.Acc"), ("retain_accuracy", "--", "R.Acc")):
                 ys = [number(by_stage[s][column]) if s in by_stage else math.nan for s in STAGES]
                 ax.plot(range(3), ys, style, marker="o", color=colour(method), label=f"{method} {label}")
+                band(ax, range(3), [by_stage.get(s) for s in STAGES], column, colour(method))
         ax.set_xticks(range(3), STAGES)
 
     return cell_panels(
@@ -66,13 +81,21 @@ def _stage_bars(
     tick_labels: list[str],
     title: str,
 ) -> None:
-    """Grouped bars, one group per cell and one bar per stage, of `column` (0 to 1)."""
+    """Grouped bars, one group per cell and one bar per stage, of `column` (0 to 1), with the
+    interval over seeds as error bars when the rows carry one."""
     width = 0.8 / len(STAGES)
     for k, stage in enumerate(STAGES):
-        values = [
-            number(next((r[column] for r in rows if r["stage"] == stage and key(r) == cell), "")) for cell in cells
-        ]
-        ax.bar(np.arange(len(cells)) + (k - 1) * width, values, width, label=stage, color=STAGE_COLOURS[stage])
+        picked = [next((r for r in rows if r["stage"] == stage and key(r) == cell), None) for cell in cells]
+        values = [number(r[column]) if r else math.nan for r in picked]
+        ax.bar(
+            np.arange(len(cells)) + (k - 1) * width,
+            values,
+            width,
+            label=stage,
+            color=STAGE_COLOURS[stage],
+            yerr=error_bars(picked, column),
+            error_kw={"linewidth": 0.8},
+        )
     ax.set_xticks(range(len(cells)), tick_labels, fontsize=7, rotation=90)
     ax.set_title(title, fontsize=10)
     ax.set_ylim(0, 1)
@@ -149,16 +172,21 @@ def continual_heatmaps(metrics: list[dict], stem, title: str = "") -> int:
 
 def _forget_and_retain(ax, panel: list[dict], step: str, forget: str) -> None:
     """Per method, `forget` accuracy (solid, with markers) and retain accuracy (dashed) against
-    the integer column `step`."""
+    the integer column `step`; the forget accuracy's interval over seeds as a band."""
     for method in methods_of(panel):
-        points = sorted(
-            (int(r[step]), number(r[forget]), number(r["retain_accuracy"])) for r in panel if r["method"] == method
-        )
-        xs = [p[0] for p in points]
+        rows = sorted((r for r in panel if r["method"] == method), key=lambda r: int(r[step]))
+        xs = [int(r[step]) for r in rows]
         ax.plot(
-            xs, [p[1] for p in points], "-", marker="o", markersize=3, color=colour(method), label=f"{method} forget"
+            xs,
+            [number(r[forget]) for r in rows],
+            "-",
+            marker="o",
+            markersize=3,
+            color=colour(method),
+            label=f"{method} forget",
         )
-        ax.plot(xs, [p[2] for p in points], "--", color=colour(method), label=f"{method} retain")
+        band(ax, xs, rows, forget, colour(method))
+        ax.plot(xs, [number(r["retain_accuracy"]) for r in rows], "--", color=colour(method), label=f"{method} retain")
 
 
 def request_curves(requests: list[dict], stem, title: str = "") -> int:
@@ -223,7 +251,8 @@ def benchmark_accuracy(benchmarks: list[dict], stem, title: str = "") -> int:
 
 def regime_map(regimes: list[dict], stem, title: str = "") -> int:
     """The regime of every cell in each view, one panel each: methods down, (N, lr) across;
-    cells whose forget accuracy fell below the never-seen level are marked damaged."""
+    cells whose forget accuracy fell below the never-seen level are marked damaged. With several
+    seeds, the regime most seeds give and how many give it ("reversible, retain kept 3/3")."""
     methods = methods_of(regimes)
     columns = sorted({(r["n_requests"], r["learning_rate"]) for r in regimes}, key=lambda c: (int(c[0]), float(c[1])))
     fig, axes = panels(1, len(REGIME_VIEWS), width=1.3 * len(columns) + 2.5, height=0.45 * len(methods) + 1.6)
@@ -241,7 +270,8 @@ def _regime_panel(ax, regimes: list[dict], view: str, methods: list[str], column
     for r in regimes:
         i, j = methods.index(r["method"]), columns.index((r["n_requests"], r["learning_rate"]))
         grid[i, j] = names.index(r[view])
-        text = r[view].replace(", ", "\n") + ("\n(damaged)" if r["damaged"] == "True" else "")
+        text = r[view].replace(", ", "\n") + agreement_suffix(r, view)
+        text += "\n(damaged)" if r["damaged"] == "True" else ""
         ax.text(j, i, text, ha="center", va="center", fontsize=6)
     cmap = matplotlib.colors.ListedColormap([REGIME_COLOURS[n] for n in names])
     ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")

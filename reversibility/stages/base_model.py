@@ -38,6 +38,7 @@ def train_base(
     spec: Mapping,
     seed: int,
     threads: int,
+    replicate: str = "s0",
     pretrained_dir: PathLike | None = None,
     checkpointing: bool = False,
     generation_tokens: int = 0,
@@ -51,13 +52,17 @@ def train_base(
     when the spec's `lora.enabled` is set. The base checkpoint is always full weights.
     `checkpointing`: gradient checkpointing (memory only; the weights are the same). A model whose
     positions cannot hold `max_length` tokens, or a prompt and `generation_tokens` (the longest
-    benchmark budget), is refused before it trains. Sharded (sharding.py), every process loads the
+    benchmark budget), is refused before it trains. `replicate`: the base's folder, `s<seed>` or
+    `shared` by every seed (`base_per_seed`), recorded in its provenance with `seed`, the seed of
+    that replicate. Sharded (sharding.py), every process loads the
     model on the host and trains its shard; the first writes the checkpoint.
     """
     run_seed = derive_seed(seed, "base", model_name, Path(data_dir).name)
     configure_torch(threads, run_seed)
     recorder = Recorder(
-        params={"spec": dict(spec), "seed": seed}, inputs={"manifest": Path(data_dir) / "manifest.json"}, seed=run_seed
+        params={"spec": dict(spec), "seed": seed, "replicate": replicate},
+        inputs={"manifest": Path(data_dir) / "manifest.json"},
+        seed=run_seed,
     )
     group = sharding.current()
     device = pick_device()

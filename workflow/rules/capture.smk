@@ -6,11 +6,11 @@ rule capture_base:
     input:
         unpack(prepared_benchmarks),
         **prepared_data(),
-        base="results/models/{model}/{dataset}/base",
+        base="results/models/{model}/{dataset}/{replicate}/base",
     output:
-        "results/activations/{model}/{dataset}/base.h5",
+        "results/activations/{model}/{dataset}/{replicate}/base.h5",
     log:
-        "results/logs/capture/{model}/{dataset}/base.log",
+        "results/logs/capture/{model}/{dataset}/{replicate}/base.log",
     conda:
         SOFTWARE_ENV
     threads: model_threads

@@ -7,17 +7,26 @@ import sys
 sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
-from reversibility.config import CELL_STAGES, canonical, cells, check, experiment_benchmarks, lr_label  # noqa: E402
+from reversibility.config import (  # noqa: E402
+    CELL_STAGES,
+    base_replicate,
+    canonical,
+    cells,
+    check,
+    experiment_benchmarks,
+    replicate_seed,
+)
 from reversibility.benchmarks import PROBLEM_KEYS as BENCHMARK_PROBLEM_KEYS  # noqa: E402
 from reversibility.data import SPLITS  # noqa: E402
 from reversibility.figures import per_experiment, tables_read  # noqa: E402
-from reversibility.tables import TABLES, table_files  # noqa: E402
+from reversibility.tables import TABLES, caption_of, table_files  # noqa: E402
 from reversibility.sources import source_version  # noqa: E402
 
 check(config)
 
 SOFTWARE_ENV = "../../envs/cpu.yaml"
-CELL = "{model}/{dataset}/{method}/n{n}/lr{lr}"
+# A grid point: a cell without its seed (a cell's paths add /s{seed}, one of `seeds`).
+GRID_POINT = "{model}/{dataset}/{method}/n{n}/lr{lr}"
 # The files prepare_data writes beside results/data/<dataset>/manifest.json.
 SPLIT_FILES = (*(f"{split}.jsonl" for split in SPLITS), "manifest.json.meta.json")
 
@@ -29,6 +38,9 @@ wildcard_constraints:
     n=r"[0-9]+",
     lr=r"[0-9][0-9.e+-]*",
     stage="|".join(CELL_STAGES),
+    seed=r"[0-9]+",
+    # The folder of a base model: one per seed, or one that every seed shares (`base_per_seed`).
+    replicate=r"shared|s[0-9]+",
     benchmark=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -66,15 +78,15 @@ def figure_inputs(needs_benchmarks=False):
 
 def table_outputs():
     """Every table of the registry (tables.TABLES) by output name: its CSV, in the report when it
-    has a caption (workflow/report/tables/<name>.rst), and its other renderings."""
+    has a caption (workflow/report/tables/<caption>.rst), and its other renderings."""
     outputs = {}
-    for name, table in TABLES.items():
+    for name in TABLES:
         for key, file in table_files(name).items():
             outputs[key] = f"results/tables/{file}"
-        if table.caption:
+        if caption_of(name):
             outputs[name] = report(
                 outputs[name],
-                caption=f"../report/tables/{name}.rst",
+                caption=f"../report/tables/{caption_of(name)}.rst",
                 category="Tables",
                 labels={"table": name},
             )
@@ -95,7 +107,7 @@ def final_outputs():
 
 
 def all_metrics():
-    base = {f"results/metrics/{c.model}/{c.dataset}/base/n{c.n_requests}.json" for c in grid_cells()}
+    base = {f"results/metrics/{c.base_key}/base/n{c.n_requests}.json" for c in grid_cells()}
     stages = [f"results/metrics/{c.key}/{stage}.json" for c in grid_cells() for stage in CELL_STAGES]
     return sorted(base) + stages
 
@@ -205,10 +217,24 @@ def prepared_benchmarks(wildcards):
     return inputs
 
 
+def cell_base(wildcards):
+    """The replicate folder of the base model a cell's seed starts from (`base_replicate`)."""
+    replicate = base_replicate(int(wildcards.seed), not config["base_per_seed"])
+    return f"{wildcards.model}/{wildcards.dataset}/{replicate}"
+
+
+def base_checkpoint(wildcards):
+    return f"results/models/{cell_base(wildcards)}/base"
+
+
+def base_capture(wildcards):
+    return f"results/activations/{cell_base(wildcards)}/base.h5"
+
+
 def lora_base_input(wildcards):
     """A LoRA cell's checkpoints hold only adapters: loading them needs the base checkpoint."""
     if model_spec(wildcards)["lora"].get("enabled"):
-        return {"base": f"results/models/{wildcards.model}/{wildcards.dataset}/base"}
+        return {"base": base_checkpoint(wildcards)}
     return {}
 
 
@@ -218,8 +244,12 @@ EXECUTION_KEYS = ("threads", "resources", "gradient_checkpointing", "sharding")
 
 
 def base_params(wildcards):
+    """The model spec and the seed of the base's replicate; `replicate` (s<seed>, or shared by
+    every seed) lands in the base's provenance."""
     spec = {k: v for k, v in model_spec(wildcards).items() if k not in EXECUTION_KEYS}
-    return canonical({"spec": spec, "seed": config["seed"]})
+    return canonical(
+        {"spec": spec, "seed": replicate_seed(config, wildcards.replicate), "replicate": wildcards.replicate}
+    )
 
 
 def import_params(wildcards):
@@ -241,8 +271,8 @@ def unlearn_params(wildcards):
             "lora": model_spec(wildcards)["lora"],
             "max_length": model_spec(wildcards)["max_length"],
             "dtype": model_spec(wildcards)["dtype"],
-            "seed": config["seed"],
-            "cell": CELL.format(**wildcards),
+            "seed": replicate_seed(config, wildcards.seed),
+            "cell": GRID_POINT.format(**wildcards),
         }
     )
 
@@ -264,8 +294,8 @@ def relearn_params(wildcards):
             "benchmarks": experiment_benchmark_specs(wildcards),
             "max_length": model_spec(wildcards)["max_length"],
             "dtype": model_spec(wildcards)["dtype"],
-            "seed": config["seed"],
-            "cell": CELL.format(**wildcards),
+            "seed": replicate_seed(config, wildcards.seed),
+            "cell": GRID_POINT.format(**wildcards),
         }
     )
 

@@ -5,12 +5,12 @@
 rule metrics_base:
     input:
         **prepared_data(),
-        base="results/activations/{model}/{dataset}/base.h5",
+        base="results/activations/{model}/{dataset}/{replicate}/base.h5",
     output:
-        base="results/metrics/{model}/{dataset}/base/n{n}.json",
-        base_meta="results/metrics/{model}/{dataset}/base/n{n}.json.meta.json",
+        base="results/metrics/{model}/{dataset}/{replicate}/base/n{n}.json",
+        base_meta="results/metrics/{model}/{dataset}/{replicate}/base/n{n}.json.meta.json",
     log:
-        "results/logs/metrics/{model}/{dataset}/base/n{n}.log",
+        "results/logs/metrics/{model}/{dataset}/{replicate}/base/n{n}.log",
     conda:
         SOFTWARE_ENV
     params:
@@ -22,30 +22,30 @@ rule metrics_base:
 use rule metrics_base as metrics with:
     input:
         **prepared_data(),
-        unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
-        relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
+        unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned.h5",
+        relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned.h5",
     output:
-        unlearned="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json",
-        unlearned_meta="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json.meta.json",
-        relearned="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json",
-        relearned_meta="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json.meta.json",
+        unlearned="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned.json",
+        unlearned_meta="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned.json.meta.json",
+        relearned="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned.json",
+        relearned_meta="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned.json.meta.json",
     log:
-        "results/logs/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
+        "results/logs/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}.log",
 
 
 rule diagnostics:
     input:
         **prepared_data(),
-        base="results/activations/{model}/{dataset}/base.h5",
-        unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
-        relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
+        base=base_capture,
+        unlearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned.h5",
+        relearned="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned.h5",
     output:
-        unlearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json",
-        unlearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.json.meta.json",
-        relearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json",
-        relearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.json.meta.json",
+        unlearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned.json",
+        unlearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned.json.meta.json",
+        relearned="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned.json",
+        relearned_meta="results/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned.json.meta.json",
     log:
-        "results/logs/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
+        "results/logs/diagnostics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}.log",
     conda:
         SOFTWARE_ENV
     params:

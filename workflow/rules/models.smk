@@ -20,9 +20,9 @@ rule base_model:
         unpack(pretrained_input),
         **prepared_data(),
     output:
-        directory("results/models/{model}/{dataset}/base"),
+        directory("results/models/{model}/{dataset}/{replicate}/base"),
     log:
-        "results/logs/base_model/{model}/{dataset}.log",
+        "results/logs/base_model/{model}/{dataset}/{replicate}.log",
     conda:
         SOFTWARE_ENV
     threads: model_threads

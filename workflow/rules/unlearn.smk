@@ -2,12 +2,12 @@ rule unlearn:
     input:
         unpack(source_data("baseline", prefix="baseline_")),
         **prepared_data(),
-        base="results/models/{model}/{dataset}/base",
+        base=base_checkpoint,
     output:
-        unlearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned"),
-        curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/requests.json",
+        unlearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned"),
+        curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/requests.json",
     log:
-        "results/logs/unlearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
+        "results/logs/unlearn/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}.log",
     conda:
         SOFTWARE_ENV
     threads: model_threads
@@ -31,15 +31,15 @@ rule relearn:
         unpack(prepared_benchmarks),
         unpack(lora_base_input),
         **prepared_data(),
-        unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned",
+        unlearned="results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned",
     output:
-        relearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned"),
-        unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/unlearned.h5",
-        relearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/relearned.h5",
-        curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/relearning.json",
-        reversal="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/reversal.json",
+        relearned=directory("results/runs/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned"),
+        unlearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/unlearned.h5",
+        relearned_capture="results/activations/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearned.h5",
+        curve="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/relearning.json",
+        reversal="results/metrics/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}/reversal.json",
     log:
-        "results/logs/relearn/{model}/{dataset}/{method}/n{n}/lr{lr}.log",
+        "results/logs/relearn/{model}/{dataset}/{method}/n{n}/lr{lr}/s{seed}.log",
     conda:
         SOFTWARE_ENV
     threads: model_threads

@@ -1,6 +1,6 @@
 """Which samples each stage of a cell trains on, and which it only measures.
 
-A cell (`{model}/{dataset}/{method}/n{N}/lr{lr}`) draws every sample from its prepared splits
+A cell (`{model}/{dataset}/{method}/n{N}/lr{lr}/s{seed}`) draws every sample from its prepared splits
 (data.py). With s = request_size:
 
 - base model:   forget + retain + retain_eval (the whole forget pool, so every N shares one base)

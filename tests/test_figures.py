@@ -5,7 +5,9 @@ import itertools
 import os
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+from matplotlib.collections import PolyCollection
 from matplotlib.patches import StepPatch
 
 from reversibility import figures
@@ -348,6 +350,34 @@ def test_the_regime_map_shows_the_paper_view_beside_the_controlled_one(tmp_path,
     assert sum(t.startswith("reversible\nretain kept") for t in paper[2]) == cells
     assert sum(t.startswith("irreversible\nretain kept") for t in controlled[2]) == cells
     assert sum(t.endswith("(damaged)") for t in paper[2]) == cells // len(NS)
+
+
+def test_figures_of_several_seeds_draw_the_mean_with_its_interval(tmp_path, kept):
+    metrics = synthetic_tables()["metrics"]
+    figures.FIGURES["accuracy_trajectory"].draw({"metrics": metrics}, "tiny", "toy", tmp_path)
+    assert not [c for ax, *_ in kept[0] for c in ax.collections if isinstance(c, PolyCollection)]
+    # F.Acc 0.4, 0.5, 0.6 over three seeds: mean 0.5, sd 0.1, t interval 0.5 +- 4.303 x 0.1 / sqrt(3).
+    seeded = [{**r, "seed": str(s), "forget_accuracy": str(0.4 + s / 10)} for r in metrics for s in range(3)]
+    figures.FIGURES["accuracy_trajectory"].draw({"metrics": seeded}, "tiny", "toy", tmp_path)
+    ax = kept[1][0][0]
+    forget = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert forget and all(list(line.get_ydata()) == pytest.approx([0.5] * 3) for line in forget)
+    bands = [np.ptp(c.get_paths()[0].vertices[:, 1]) for c in ax.collections if isinstance(c, PolyCollection)]
+    assert 2 * 4.302652729911275 * 0.1 / np.sqrt(3) == pytest.approx(max(bands))
+
+
+def test_the_regime_map_labels_each_cell_with_its_agreement_over_seeds(tmp_path, kept):
+    regimes = synthetic_tables()["regimes"]
+    seeded = [
+        {**r, "seed": str(s), "regime_controlled": "reversible, retain kept" if s == 2 else r["regime_controlled"]}
+        for r in regimes
+        for s in range(3)
+    ]
+    figures.FIGURES["regime_map"].draw({"regimes": seeded}, "tiny", "toy", tmp_path)
+    ((paper, controlled, _),) = kept
+    cells = len(METHODS) * len(NS) * len(LRS)
+    assert sum("retain kept 3/3" in t for t in paper[2]) == cells
+    assert sum(t.startswith("irreversible\nretain kept 2/3") for t in controlled[2]) == cells
 
 
 def test_the_prediction_scatter_shows_the_numbers_of_the_prediction_table(tmp_path, kept):

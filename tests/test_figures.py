@@ -7,7 +7,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.patches import StepPatch
 
 from reversibility import figures
@@ -364,6 +364,47 @@ def test_figures_of_several_seeds_draw_the_mean_with_its_interval(tmp_path, kept
     assert forget and all(list(line.get_ydata()) == pytest.approx([0.5] * 3) for line in forget)
     bands = [np.ptp(c.get_paths()[0].vertices[:, 1]) for c in ax.collections if isinstance(c, PolyCollection)]
     assert 2 * 4.302652729911275 * 0.1 / np.sqrt(3) == pytest.approx(max(bands))
+
+
+def test_per_layer_probe_and_lens_lines_and_quantization_bars_carry_the_interval_over_seeds(tmp_path, kept):
+    tables = synthetic_tables()
+    names = ("membership_probe", "logit_lens", "quantization_reversal")
+    one_seed = {name: tables[figures.FIGURES[name].tables[0]] for name in names}
+    seeded = {
+        table: [
+            {**r, "seed": str(s), column: str(float(r[column]) + s / 10)}
+            for r in rows
+            for s in range(3)
+            if r.get(column) not in ("", None)
+        ]
+        for table, rows, column in (
+            ("membership_probe", one_seed["membership_probe"], "probe_auc"),
+            ("logit_lens", one_seed["logit_lens"], "accuracy"),
+            ("quantization", one_seed["quantization_reversal"], "forget_gain"),
+        )
+    }
+    for name in names:
+        figures.FIGURES[name].draw({figures.FIGURES[name].tables[0]: one_seed[name]}, "tiny", "toy", tmp_path)
+        figures.FIGURES[name].draw(seeded, "tiny", "toy", tmp_path)
+    # sd 0.1 over three seeds: a band (lines) or an error bar (bars) of 2 x 4.303 x 0.1 / sqrt(3).
+    width = 2 * 4.302652729911275 * 0.1 / np.sqrt(3)
+
+    def spans(axes):
+        """The heights of the bands and the vertical error bars drawn."""
+        collections = [c for ax, *_ in axes for c in ax.collections]
+        bands = [
+            np.ptp(vertices[vertices[:, 0] == x, 1])
+            for vertices in (c.get_paths()[0].vertices for c in collections if isinstance(c, PolyCollection))
+            for x in set(vertices[:, 0])
+        ]
+        bars = [
+            np.ptp(segment[:, 1]) for c in collections if isinstance(c, LineCollection) for segment in c.get_segments()
+        ]
+        return bands + [height for height in bars if height > 0]
+
+    for single, several in zip(kept[0::2], kept[1::2]):
+        assert spans(single) == []
+        assert width == pytest.approx(max(spans(several)))
 
 
 def test_the_regime_map_labels_each_cell_with_its_agreement_over_seeds(tmp_path, kept):

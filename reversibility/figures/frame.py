@@ -11,7 +11,7 @@ import math
 import os
 import zlib
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import matplotlib
 
@@ -56,12 +56,13 @@ def band(ax, xs, rows: list[dict | None], column: str, color, alpha: float = 0.1
         ax.fill_between(xs, low, high, color=color, alpha=alpha, linewidth=0)
 
 
-def error_bars(rows: list[dict | None], column: str) -> np.ndarray | None:
-    """Distances below and above each row's `column` to its interval over seeds (for `yerr`), or
-    None when no row has one."""
-    values = [number(r.get(column)) if r else math.nan for r in rows]
-    low = [number(r.get(f"{column}_low")) if r else math.nan for r in rows]
-    high = [number(r.get(f"{column}_high")) if r else math.nan for r in rows]
+def error_bars(rows: list[dict | None], column: str | Sequence[str]) -> np.ndarray | None:
+    """Distances below and above each row's `column` (or each row's own of a list of columns) to
+    its interval over seeds (for `yerr`), or None when no row has one."""
+    columns = [column] * len(rows) if isinstance(column, str) else list(column)
+    values = [number(r.get(c)) if r else math.nan for r, c in zip(rows, columns)]
+    low = [number(r.get(f"{c}_low")) if r else math.nan for r, c in zip(rows, columns)]
+    high = [number(r.get(f"{c}_high")) if r else math.nan for r, c in zip(rows, columns)]
     if not any(math.isfinite(value) for value in low):
         return None
     return np.nan_to_num(np.array([np.subtract(values, low), np.subtract(high, values)]))

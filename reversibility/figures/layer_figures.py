@@ -202,17 +202,19 @@ def membership_probe(probe: list[dict], stem, title: str = "") -> int:
             lines.append((stage, part, colour(method)))
         output_at = 1 + max(int(r["layer_index"]) for _, part, _ in lines for r in part)
         for stage, part, shade in lines:
-            line = sorted((int(r["layer_index"]), number(r["probe_auc"]), r["layer"]) for r in part)
-            names.update({k: name for k, _, name in line})
+            part = sorted(part, key=lambda r: int(r["layer_index"]))
+            names.update({int(r["layer_index"]): r["layer"] for r in part})
+            xs = [int(r["layer_index"]) for r in part]
             ax.plot(
-                [k for k, _, _ in line],
-                [v for _, v, _ in line],
+                xs,
+                [number(r["probe_auc"]) for r in part],
                 STAGE_STYLE[stage],
                 marker="o",
                 markersize=3,
                 color=shade,
                 label=f"{stage} probe" if stage == "base" else f"{method} {stage} probe",
             )
+            band(ax, xs, part, "probe_auc", shade)
             output = number(part[0]["output_mia_loss_auc"]) if part else math.nan
             ax.hlines(
                 output, output_at - 0.35, output_at + 0.35, colors=[shade], linestyles=STAGE_STYLE[stage], linewidth=2
@@ -245,12 +247,14 @@ def logit_lens(lens: list[dict], stem, column: str = "accuracy", title: str = ""
         for stage, shade in LENS_STAGE_COLOURS.items():
             for split, style in LENS_SPLIT_STYLE.items():
                 line = sorted(
-                    (int(r["layer_index"]), number(r[column]))
-                    for r in panel
-                    if (r["stage"], r["split"]) == (stage, split)
+                    (r for r in panel if (r["stage"], r["split"]) == (stage, split)),
+                    key=lambda r: int(r["layer_index"]),
                 )
                 if line:
-                    ax.plot(*zip(*line), style, marker="o", markersize=3, color=shade, label=f"{stage}, {split}")
+                    xs = [int(r["layer_index"]) for r in line]
+                    ys = [number(r[column]) for r in line]
+                    ax.plot(xs, ys, style, marker="o", markersize=3, color=shade, label=f"{stage}, {split}")
+                    band(ax, xs, line, column, shade)
         ax.set_xticks(sorted(names), [short_layer(names[k]) for k in sorted(names)], rotation=45, fontsize=7)
         ax.set_title(f"{method}, N = {n}, lr = {lr}", fontsize=8)
         ax.set_ylabel("target accuracy of the readout" if column == "accuracy" else column, fontsize=7)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..tables import CELL_SETS, HELD_OUT, PREDICTION_TARGETS, PREDICTORS
-from .frame import band, cell_panels, colour, empty, legend, methods_of, number, panels, save
+from .frame import band, cell_panels, colour, empty, error_bars, legend, methods_of, number, panels, save
 
 
 def recovery_budgets(recovery: list[dict], stem, title: str = "") -> int:
@@ -59,14 +59,17 @@ def quantization_reversal(quantization: list[dict], stem, title: str = "") -> in
         width = 0.8 / max(1, len(methods))
         for k, method in enumerate(methods):
             rows = {int(r["bits"]): r for r in panel if r["method"] == method}
-            values = [number(rows[b]["forget_gain"]) if b in rows else math.nan for b in widths]
-            values.append(number(next(iter(rows.values()))["controlled_recovery"]) if rows else math.nan)
+            # A bar per width (its forget-accuracy change) and the relearning bar (any width's row).
+            picked = [rows.get(b) for b in widths] + [next(iter(rows.values()), None)]
+            columns = ["forget_gain"] * len(widths) + ["controlled_recovery"]
             ax.bar(
                 np.arange(len(bars)) + (k - (len(methods) - 1) / 2) * width,
-                values,
+                [number(r[c]) if r else math.nan for r, c in zip(picked, columns)],
                 width,
                 color=colour(method),
                 label=method,
+                yerr=error_bars(picked, columns),
+                error_kw={"linewidth": 0.8},
             )
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(bars)), bars, fontsize=8)

@@ -556,3 +556,20 @@ def test_membership_probe_rows_are_empty_without_a_probe(tmp_path):
     for stage in ("unlearned", "relearned"):
         write(tmp_path / diagnostics_json(cell, stage, "results"), {**diagnostics(1, 0.9, [0.1, 0.3])})
     assert membership_probe_rows([cell], [], results=str(tmp_path / "results")) == []
+
+
+def test_the_latex_table_gives_one_seed_as_is_and_several_as_mean_and_sd():
+    from reversibility.tables import SINGLE_COLUMNS, latex_table
+
+    def single(seed, forget):
+        values = {"mia_loss_auc": 0.9, "forget_accuracy": forget, "retain_accuracy": 0.6}
+        return [
+            {**dict(zip(SINGLE_COLUMNS, ("tiny", "toy", "ga", "0.001", seed, stage))), **values}
+            for stage in ("base", "unlearned", "relearned")
+        ]
+
+    (line,) = [line for line in latex_table(single(0, 0.4)).splitlines() if line.startswith("tiny")]
+    assert line == "tiny & toy & ga & 0.001" + " & 0.900 & 0.400 & 0.600" * 3 + " \\\\"
+    (line,) = [line for line in latex_table(single(0, 0.4) + single(1, 0.6)).splitlines() if line.startswith("tiny")]
+    # F.Acc 0.4 and 0.6: mean 0.5, sd sqrt(0.02) = 0.141; the same MIA on both seeds: sd 0.
+    assert " & 0.900 $\\pm$ 0.000 & 0.500 $\\pm$ 0.141 & 0.600 $\\pm$ 0.000" in line

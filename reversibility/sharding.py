@@ -268,6 +268,9 @@ def _main(call_path: str) -> None:
     )
     try:
         stage(**call["arguments"])
+        # Every process ends the stage before any tears the group down: one that exits while its
+        # peer still writes or captures can abort in gloo's teardown (SIGABRT at exit).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

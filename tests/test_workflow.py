@@ -332,7 +332,9 @@ def test_a_sharded_cell_runs_through_snakemake_to_the_weights_of_one_process(mic
         assert read_json(path / "provenance.json")["sharding"] == {"processes": 2}
         sharded = load_file(path / "model.safetensors")
         assert sharded.keys() == single[stage].keys()
-        assert max((sharded[k] - single[stage][k]).abs().max().item() for k in sharded) < 1e-5, stage
+        # Float32 sums in another order, through 20 Adam steps at lr 3e-3, differ by up to 1.6e-5 on
+        # some CPUs; relearning itself moves a weight by 1e-2 (median |relearned - unlearned|).
+        assert max((sharded[k] - single[stage][k]).abs().max().item() for k in sharded) < 1e-4, stage
 
 
 def test_settings_of_a_method_outside_the_grid_plan_nothing(micro_copy, micro_config):

@@ -47,11 +47,18 @@ def methods_of(rows: Iterable[dict]) -> list[str]:
     return sorted({r["method"] for r in rows if r.get("method")}, key=method_rank)
 
 
+def _interval(rows: list[dict | None], columns: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Each row's interval over seeds of its column (`<column>_low`/`_high`, from tables merged
+    over seeds); NaN where a row has none."""
+    low = [number(r.get(f"{c}_low")) if r else math.nan for r, c in zip(rows, columns)]
+    high = [number(r.get(f"{c}_high")) if r else math.nan for r, c in zip(rows, columns)]
+    return low, high
+
+
 def band(ax, xs, rows: list[dict | None], column: str, color, alpha: float = 0.15) -> None:
     """The interval over seeds of `column` around a line through `xs` (one row per x, None where
-    none), where the rows carry one (`<column>_low`/`_high`, from tables merged over seeds)."""
-    low = [number(r.get(f"{column}_low")) if r else math.nan for r in rows]
-    high = [number(r.get(f"{column}_high")) if r else math.nan for r in rows]
+    none), where the rows carry one."""
+    low, high = _interval(rows, [column] * len(rows))
     if any(math.isfinite(value) for value in low):
         ax.fill_between(xs, low, high, color=color, alpha=alpha, linewidth=0)
 
@@ -61,8 +68,7 @@ def error_bars(rows: list[dict | None], column: str | Sequence[str]) -> np.ndarr
     its interval over seeds (for `yerr`), or None when no row has one."""
     columns = [column] * len(rows) if isinstance(column, str) else list(column)
     values = [number(r.get(c)) if r else math.nan for r, c in zip(rows, columns)]
-    low = [number(r.get(f"{c}_low")) if r else math.nan for r, c in zip(rows, columns)]
-    high = [number(r.get(f"{c}_high")) if r else math.nan for r, c in zip(rows, columns)]
+    low, high = _interval(rows, columns)
     if not any(math.isfinite(value) for value in low):
         return None
     return np.nan_to_num(np.array([np.subtract(values, low), np.subtract(high, values)]))
